@@ -281,7 +281,7 @@ class RunResult:
         """Decode the last stdout line that parses as JSON (the peers' summary line)."""
         for line in reversed(self.stdout.splitlines()):
             text = line.strip()
-            if text.startswith("{"):
+            if text.startswith(("{", "[")):
                 try:
                     return json.loads(text)
                 except json.JSONDecodeError:
