@@ -37,9 +37,11 @@ def _handshake(
         thread = threading.Thread(target=serve)
         thread.start()
         try:
-            with socket.create_connection((host, port), timeout=10) as raw:
-                with client_ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
-                    result["data"] = tls.recv(2)
+            with (
+                socket.create_connection((host, port), timeout=10) as raw,
+                client_ctx.wrap_socket(raw, server_hostname=server_hostname) as tls,
+            ):
+                result["data"] = tls.recv(2)
         except (ssl.SSLError, OSError) as exc:
             result["client_error"] = exc
         finally:

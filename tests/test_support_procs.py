@@ -75,9 +75,11 @@ def test_exit_before_ready_raises_with_output() -> None:
 
 def test_silent_process_times_out_and_is_killed() -> None:
     script = "import time; time.sleep(60)"
-    with pytest.raises(PeerError, match="no 'READY' line"):
-        with start_ready_process([PY, "-c", script], timeout=0.5):
-            pass  # pragma: no cover - never reached
+    with (
+        pytest.raises(PeerError, match="no 'READY' line"),
+        start_ready_process([PY, "-c", script], timeout=0.5),
+    ):
+        pass  # pragma: no cover - never reached
     assert live_processes() == []
 
 
@@ -113,7 +115,9 @@ def test_run_process_timeout_kills() -> None:
 
 def test_run_process_env_is_passed_and_proxies_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")
-    script = "import json, os; print(json.dumps([os.environ.get('X'), os.environ.get('HTTP_PROXY')]))"
+    script = (
+        "import json, os; print(json.dumps([os.environ.get('X'), os.environ.get('HTTP_PROXY')]))"
+    )
     result = run_process([PY, "-c", script], env={"X": "1"}).check()
     assert result.last_json() == ["1", None]
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-UTF8_CYCLE = ("é", "€", "😀", "ж", "a")  # noqa: RUF001 - deliberately multi-byte
+UTF8_CYCLE = ("é", "€", "😀", "ж", "a")
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 LOOPBACK_PREFIXES = ("127.", "::1", "localhost")
 

@@ -20,7 +20,7 @@ from proxy.http.proxy import HttpProxyBasePlugin
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-class ConnectLogPlugin(HttpProxyBasePlugin):  # type: ignore[misc]
+class ConnectLogPlugin(HttpProxyBasePlugin):
     """Append one JSON line per proxied request; reject non-loopback upstreams (403)."""
 
     def before_upstream_connection(self, request: HttpParser) -> HttpParser | None:

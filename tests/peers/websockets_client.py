@@ -61,8 +61,8 @@ def main() -> int:
             ping_interval=None,
         ) as ws:
             summary["subprotocol"] = ws.subprotocol
-            response = ws.response
-            summary["extensions"] = response.headers.get("Sec-WebSocket-Extensions", "")
+            if ws.response is not None:
+                summary["extensions"] = ws.response.headers.get("Sec-WebSocket-Extensions", "")
             for index, message in enumerate(plan):
                 ws.send(message.data)
                 summary["sent"] += 1

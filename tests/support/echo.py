@@ -25,8 +25,11 @@ Send = tuple[str, int]
 
 
 def _load_payload() -> Callable[[int, str, int], str | bytes]:
-    spec = importlib.util.spec_from_file_location("_zenws_peer_common", PEERS_DIR / "_peer_common.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "_zenws_peer_common", PEERS_DIR / "_peer_common.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while decorating
     spec.loader.exec_module(module)
@@ -151,12 +154,12 @@ class EchoServer:
         return "127.0.0.1"
 
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        """``ws://`` or ``wss://`` URL of the server (``host`` may be ``localhost`` or ``[::1]``)."""
+        """``ws://`` or ``wss://`` URL; ``host`` may also be ``localhost`` or ``[::1]``."""
         scheme = "wss" if self.tls else "ws"
         return f"{scheme}://{host}:{self.port}{path}"
 
     def requests(self) -> list[dict[str, Any]]:
-        """One record per accepted connection: path, headers, subprotocol, extensions, client_cert."""
+        """Per accepted connection: path, headers, subprotocol, extensions, client_cert."""
         return cast(list[dict[str, Any]], self.process.json_lines("REQUEST"))
 
     def closes(self) -> list[dict[str, Any]]:

@@ -1,4 +1,6 @@
-"""Pytest fixtures over ``tests.support``; enable with ``pytest_plugins = ["tests.support.fixtures"]``.
+"""Pytest fixtures over ``tests.support``.
+
+Enable them with ``pytest_plugins = ["tests.support.fixtures"]`` in ``tests/conftest.py``.
 
 Certificates are made once per session; proxies and peer servers are started per test
 and always stopped after it.  An autouse check fails any test that leaves a peer process

@@ -85,8 +85,15 @@ def run_node_client(
     opts = options or ClientOptions()
     if native:
         if opts.headers or opts.client_cert or opts.deflate:
-            raise ValueError("Node's built-in WebSocket takes no headers, client cert or deflate flag")
-        argv = [NODE, "--experimental-websocket", "--no-warnings", str(PEERS_DIR / "native_client.js")]
+            raise ValueError(
+                "Node's built-in WebSocket takes no headers, client cert or deflate flag"
+            )
+        argv = [
+            NODE,
+            "--experimental-websocket",
+            "--no-warnings",
+            str(PEERS_DIR / "native_client.js"),
+        ]
         argv += ClientOptions(
             sends=opts.sends,
             repeat=opts.repeat,
@@ -105,7 +112,9 @@ def run_node_client(
 
 def node_major_version() -> int:
     """The major version of the ``node`` binary (the native client needs 20+)."""
-    out = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True, timeout=30)
+    out = subprocess.run(
+        [NODE, "--version"], capture_output=True, text=True, check=True, timeout=30
+    )
     return int(out.stdout.strip().lstrip("v").split(".")[0])
 
 

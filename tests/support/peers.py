@@ -80,7 +80,9 @@ class ThreadedEchoServer:
         """``ws://`` or ``wss://`` URL of the server."""
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}{path}"
 
-    def wait_for_closes(self, count: int, timeout: float = 10.0) -> list[tuple[int | None, str | None]]:
+    def wait_for_closes(
+        self, count: int, timeout: float = 10.0
+    ) -> list[tuple[int | None, str | None]]:
         """Block until ``count`` connections have ended (the handler records them a moment
         after the client sees the close); a bounded poll, never a timing assertion."""
         deadline = time.monotonic() + timeout

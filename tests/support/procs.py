@@ -136,12 +136,15 @@ class ReadyProcess:
         self.stderr_lines: list[str] = []
         self.ready_line = ""
         self._lines: queue.Queue[str | None] = queue.Queue()
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         self._threads = [
             threading.Thread(
                 target=_pump, args=(proc.stdout, self.stdout_lines, self._lines), daemon=True
             ),
-            threading.Thread(target=_pump, args=(proc.stderr, self.stderr_lines, None), daemon=True),
+            threading.Thread(
+                target=_pump, args=(proc.stderr, self.stderr_lines, None), daemon=True
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -184,10 +187,12 @@ class ReadyProcess:
 
     def lines_with_prefix(self, prefix: str) -> list[str]:
         """Stdout lines (collected so far) that start with ``prefix``, prefix removed."""
-        return [line[len(prefix) :].strip() for line in self.stdout_lines if line.startswith(prefix)]
+        return [
+            line[len(prefix) :].strip() for line in self.stdout_lines if line.startswith(prefix)
+        ]
 
     def json_lines(self, prefix: str) -> list[Any]:
-        """Stdout lines ``PREFIX {json}`` decoded, e.g. the ``REQUEST`` records of an echo server."""
+        """Stdout lines ``PREFIX {json}`` decoded (e.g. an echo server's ``REQUEST`` records)."""
         return [json.loads(rest) for rest in self.lines_with_prefix(prefix)]
 
     def wait_for_line(self, prefix: str, count: int = 1, timeout: float = 10.0) -> list[str]:
@@ -223,7 +228,14 @@ def _popen(
 ) -> subprocess.Popen[str]:
     full_env = dict(os.environ)
     # Never let a developer's proxy settings divert loopback test traffic.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
         full_env.pop(name, None)
     full_env["PYTHONUNBUFFERED"] = "1"
     if env:
@@ -286,7 +298,9 @@ class RunResult:
                     return json.loads(text)
                 except json.JSONDecodeError:
                     continue
-        raise PeerError(f"no JSON summary in output of {self.argv!r}:\n{self.stdout}\n{self.stderr}")
+        raise PeerError(
+            f"no JSON summary in output of {self.argv!r}:\n{self.stdout}\n{self.stderr}"
+        )
 
     def check(self) -> RunResult:
         """Raise :class:`PeerError` unless the run exited with status 0; return self."""

@@ -18,7 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import DEFAULT_READY_TIMEOUT, PeerError, ReadyProcess, start_ready_process, wait_for_port
+from .procs import (
+    DEFAULT_READY_TIMEOUT,
+    PeerError,
+    ReadyProcess,
+    start_ready_process,
+    wait_for_port,
+)
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 
@@ -83,7 +89,7 @@ class HttpProxy:
         ]
 
     def wait_for_connects(self, count: int, port: int | None = None, timeout: float = 10.0) -> None:
-        """Block until at least ``count`` CONNECTs were logged (a bounded poll, not a timing test)."""
+        """Block until ``count`` CONNECTs were logged (a bounded poll, not a timing test)."""
         deadline = time.monotonic() + timeout
         while len(self.connects(port)) < count:
             if time.monotonic() >= deadline:
@@ -150,7 +156,9 @@ def _wait_port_file(path: Path, process: ReadyProcess, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.proc.poll() is not None:
-            raise PeerError(f"proxy.py exited {process.proc.returncode}: {process.stderr_lines[-20:]}")
+            raise PeerError(
+                f"proxy.py exited {process.proc.returncode}: {process.stderr_lines[-20:]}"
+            )
         with contextlib.suppress(OSError, ValueError):
             text = path.read_text().split()
             if text:
