@@ -6,6 +6,8 @@ import calendar
 import datetime
 import itertools
 import random
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -542,3 +544,11 @@ def test_parse_retry_after_http_date_against_response_date() -> None:
 def test_parse_retry_after_never_raises(value: str, reference: str | None) -> None:
     result = parse_retry_after(value, reference)
     assert result is None or 0.0 <= result <= MAX_RETRY_AFTER
+
+
+def test_examples_in_docs_run() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "reconnect.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "import" in b]
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/reconnect.md", "exec"), {})

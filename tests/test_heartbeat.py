@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -375,3 +377,11 @@ def test_heartbeat_rtt_window_is_configurable() -> None:
     heartbeat = Heartbeat(HeartbeatConfig(), rtt_window=2)
     assert heartbeat.round_trips.window == 2
     assert heartbeat.config == HeartbeatConfig()
+
+
+def test_examples_in_docs_run() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "heartbeat.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "import" in b]
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/heartbeat.md", "exec"), {})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -462,3 +464,11 @@ def test_drop_oldest_keeps_the_newest_suffix(
         expected.insert(0, seq)
         total += sizes[seq]
     assert held == expected
+
+
+def test_examples_in_docs_run() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "queue.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "import" in b]
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/queue.md", "exec"), {})
