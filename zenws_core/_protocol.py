@@ -419,8 +419,10 @@ class _Connection:
             raise ValueError("ping payload is longer than 125 bytes")
         if not payload:
             payload = self._mask_source(4)
-            while payload in self._pings:
-                payload = self._mask_source(4)
+            counter = self._pings_sent
+            while payload in self._pings:  # a colliding (or constant) source: count instead
+                payload = counter.to_bytes(8, "big")
+                counter += 1
         elif payload in self._pings:
             raise ValueError("a ping with this payload is already waiting for its pong")
         self._pings[payload] = now
