@@ -19,7 +19,7 @@ import json
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ._backoff import (
@@ -443,10 +443,11 @@ class ReconnectingClient(Generic[H]):
         self._opened_at: float | None = None
         self._app_closed = False
         self._pending_failure: Failure | None = None
+        self._transport_ended = False
         # sent but not yet confirmed by a pong or a clean close: (seq, message)
         self._unconfirmed: deque[QueuedMessage] = deque()
         self._ping_marks: dict[bytes, int] = {}
-        self._seq = 0
+        self._last_written = -1  # seq of the last message written to a transport
         self._request_sent_at: dict[str, float] = {}
         # counters
         self._connections = 0
@@ -592,7 +593,7 @@ class ReconnectingClient(Generic[H]):
             self._pump(now)
         elif self._state in (ClientState.CONNECTING, ClientState.HANDSHAKING):
             self._drop_transport("client closed")
-            self._finish(Failure(FailureKind.LOCAL_CLOSE, detail="closed by the application"))
+            self._finish(Failure(FailureKind.LOCAL_CLOSE, detail="closed by the application"), now)
         elif self._state is ClientState.CLOSING:
             pass  # the current close finishes; _finish sees _app_closed
         else:
@@ -605,6 +606,7 @@ class ReconnectingClient(Generic[H]):
         if self._state is not ClientState.CONNECTING:
             return
         self._connect_deadline = None
+        self._transport_ended = False
         cfg = self.config
         self._conn = ClientConnection(
             self.url,
@@ -639,7 +641,7 @@ class ReconnectingClient(Generic[H]):
             kind = FailureKind.TLS_ERROR
         failure = Failure(kind, detail=error)
         self._events.append(Disconnected(failure, 1006, error, clean=False))
-        self._finish(failure)
+        self._finish(failure, now)
 
     def connection_lost(self, error: str | None, now: float) -> None:
         """The transport died (reset, error) without the core asking to close it."""
@@ -647,6 +649,7 @@ class ReconnectingClient(Generic[H]):
             return
         if error is not None:
             self._last_error = error
+        self._transport_ended = True
         self._conn.receive_eof(now)
         self._pump(now, transport_gone=True)
 
@@ -662,6 +665,7 @@ class ReconnectingClient(Generic[H]):
     def receive_eof(self, now: float) -> None:
         if self._conn is None:
             return
+        self._transport_ended = True
         self._conn.receive_eof(now)
         self._pump(now, transport_gone=True)
 
@@ -698,7 +702,7 @@ class ReconnectingClient(Generic[H]):
     def connection_failed_timeout(self, now: float) -> None:
         failure = Failure(FailureKind.CONNECT_TIMEOUT, detail="connect timed out")
         self._events.append(Disconnected(failure, 1006, "connect timed out", clean=False))
-        self._finish(failure)
+        self._finish(failure, now)
 
     # ------------------------------------------------------------------ internals
 
@@ -737,10 +741,10 @@ class ReconnectingClient(Generic[H]):
         self, payload: str | bytes, now: float, *, ttl: float | None, tag: str | None
     ) -> int:
         if self._app_closed:
-            self._seq += 1
+            refused = self.queue.bypass(payload, now, tag=tag)
             self._count_drop(DropCause.REJECTED.value)
             self._events.append(
-                MessageDropped(self._seq, payload, DropCause.REJECTED, "client closed", tag)
+                MessageDropped(refused.seq, payload, DropCause.REJECTED, "client closed", tag)
             )
             raise ClientClosedError("the client is closed; message refused")
         conn = self._conn
@@ -750,49 +754,47 @@ class ReconnectingClient(Generic[H]):
             and len(self.queue) == 0
             and conn.state is ConnectionState.OPEN
         ):
-            self._seq += 1
-            message = QueuedMessage(self._seq, payload, _size(payload), now, None, tag)
-            self._write(conn, message)
+            message = self.queue.bypass(payload, now, tag=tag)
+            self._write(conn, message, now)
             return message.seq
         try:
             message, dropped = self.queue.put(payload, now, ttl=ttl, tag=tag)
         except QueueFull as exc:
             self._count_drop(DropCause.REJECTED.value)
-            self._seq += 1
+            refused = self.queue.bypass(payload, now, tag=tag)
             self._events.append(
-                MessageDropped(self._seq, payload, DropCause.REJECTED, exc.reason, tag)
+                MessageDropped(refused.seq, payload, DropCause.REJECTED, exc.reason, tag)
             )
             raise
         for item in dropped:
             self._report_drop(item, "queue bound reached")
         return message.seq
 
-    def _write(self, conn: ClientConnection, message: QueuedMessage) -> None:
+    def _write(self, conn: ClientConnection, message: QueuedMessage, now: float) -> None:
         if isinstance(message.payload, str):
             conn.send_text(message.payload)
         else:
             conn.send_bytes(message.payload)
         self._messages_out += 1
         self._bytes_out += message.size
+        self._last_written = message.seq
         unconfirmed = self._unconfirmed
         unconfirmed.append(message)
         if len(unconfirmed) > self.config.track_unconfirmed:
             # Too many unconfirmed: ask the peer for a confirmation now.
-            self._send_ping_if_none_pending(conn)
+            self._send_ping_if_none_pending(conn, now)
 
-    def _send_ping_if_none_pending(self, conn: ClientConnection) -> None:
+    def _send_ping_if_none_pending(self, conn: ClientConnection, now: float) -> None:
         if not self._ping_marks and conn.state is ConnectionState.OPEN:
-            payload = conn.ping(now=self._last_now)
-            self._ping_marks[payload] = self._seq
-
-    _last_now = 0.0
+            payload = conn.ping(now=now)
+            self._ping_marks[payload] = self._last_written
 
     def _send_ping(self, now: float) -> bytes | None:
         conn = self._conn
         if conn is None or conn.state is not ConnectionState.OPEN:
             return None
         payload = conn.ping(now=now)
-        self._ping_marks[payload] = self._seq
+        self._ping_marks[payload] = self._last_written
         self.heartbeat.ping_sent(now)
         return payload
 
@@ -801,8 +803,7 @@ class ReconnectingClient(Generic[H]):
         if conn is None:
             return
         for text in self.config.on_open:
-            self._seq += 1
-            self._write(conn, QueuedMessage(self._seq, text, _size(text), now, None, None))
+            self._write(conn, self.queue.bypass(text, now), now)
         for dropped in self.queue.expire(now):
             self._report_drop(dropped, "time to live ran out")
         while True:
@@ -811,7 +812,7 @@ class ReconnectingClient(Generic[H]):
                 break
             if message.tag is not None and self.requests.get(str(message.tag)) is None:
                 continue  # its request already timed out or was cancelled (already reported)
-            self._write(conn, message)
+            self._write(conn, message, now)
 
     def _confirm(self, up_to_seq: int) -> None:
         unconfirmed = self._unconfirmed
@@ -820,7 +821,6 @@ class ReconnectingClient(Generic[H]):
 
     def _pump(self, now: float, *, transport_gone: bool = False) -> None:
         """Process the protocol connection's events; the heart of the state machine."""
-        self._last_now = now
         conn = self._conn
         if conn is None:
             return
@@ -856,7 +856,7 @@ class ReconnectingClient(Generic[H]):
             else:
                 self._drop_transport("connection closed")
             if failure is not None:
-                self._finish(failure)
+                self._finish(failure, now)
 
     def _on_message(self, data: str | bytes, now: float) -> None:
         self._messages_in += 1
@@ -886,7 +886,10 @@ class ReconnectingClient(Generic[H]):
         was_open = self._state in (ClientState.OPEN, ClientState.CLOSING) and self._opened_at
         self.heartbeat.stop()
         self._ping_marks.clear()
-        if event.clean:
+        if event.clean and event.initiator is Initiator.LOCAL:
+            # RFC 6455 section 7.1.2: the peer echoed our close after reading every
+            # frame we sent before it.  A close the peer started proves nothing about
+            # frames still in flight towards it.
             self._unconfirmed.clear()
         elif self._unconfirmed:
             lost = tuple(self._unconfirmed)
@@ -901,9 +904,9 @@ class ReconnectingClient(Generic[H]):
                 FailureKind.LOCAL_CLOSE, close_code=event.code, detail="closed by the application"
             )
         elif not was_open:
-            if event.cause is CloseCause.EOF:
+            if self._transport_ended:
                 kind = FailureKind.HANDSHAKE_EOF
-            elif "timed out" in event.detail or "timeout" in event.detail:
+            elif event.initiator is Initiator.LOCAL:
                 kind = FailureKind.HANDSHAKE_TIMEOUT
             else:
                 kind = FailureKind.HANDSHAKE_ERROR
@@ -952,9 +955,9 @@ class ReconnectingClient(Generic[H]):
             self.policy.connection_closed(now)
             self._opened_at = None
         self._drop_transport("heartbeat: peer dead")
-        self._finish(failure)
+        self._finish(failure, now)
 
-    def _finish(self, failure: Failure) -> None:
+    def _finish(self, failure: Failure, now: float) -> None:
         """A transport is gone: reconnect later, or stop for good."""
         self._conn = None
         self._connect_deadline = None
@@ -966,7 +969,7 @@ class ReconnectingClient(Generic[H]):
             delay = self.policy.next_delay(decision.floor)
             if delay is not None:
                 self._transition(ClientState.WAITING_TO_RECONNECT)
-                self._reconnect_at = self._last_now + delay
+                self._reconnect_at = now + delay
                 self._events.append(ReconnectScheduled(self.policy.attempt, delay, decision.reason))
                 return
             reason = f"{decision.reason}; no attempts left"
@@ -978,6 +981,10 @@ class ReconnectingClient(Generic[H]):
     def _report_drop(self, dropped: Dropped, detail: str) -> None:
         message = dropped.message
         tag = str(message.tag) if message.tag is not None else None
+        if tag is not None and dropped.cause is not DropCause.EXPIRED:
+            # the request can no longer be answered: it ends with this drop
+            self.requests.cancel(tag)
+            self._request_sent_at.pop(tag, None)
         self._count_drop(dropped.cause.value)
         self._events.append(
             MessageDropped(message.seq, message.payload, dropped.cause, detail, tag)
@@ -993,7 +1000,6 @@ class ReconnectingClient(Generic[H]):
     # ------------------------------------------------------------------ stats
 
     def stats(self, now: float) -> ClientStats:
-        conn_in = conn_out = 0
         return ClientStats(
             state=self._state,
             url=self.config.url,
@@ -1005,8 +1011,8 @@ class ReconnectingClient(Generic[H]):
             reconnect_attempt=self.policy.attempt,
             messages_in=self._messages_in,
             messages_out=self._messages_out,
-            bytes_in=self._bytes_in + conn_in,
-            bytes_out=self._bytes_out + conn_out,
+            bytes_in=self._bytes_in,
+            bytes_out=self._bytes_out,
             queue_depth=len(self.queue),
             queue_bytes=self.queue.bytes,
             drops=dict(self._drops),
@@ -1016,6 +1022,3 @@ class ReconnectingClient(Generic[H]):
             round_trip=self.heartbeat.round_trips.snapshot(),
             last_error=self._last_error,
         )
-
-
-_ = replace  # re-exported helpers for callers building configs

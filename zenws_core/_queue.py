@@ -308,6 +308,14 @@ class OutboundQueue:
         config = self._config
         return len(self._items) < config.max_messages and self._bytes + size <= config.max_bytes
 
+    def bypass(self, payload: Payload, now: float, *, tag: object | None = None) -> QueuedMessage:
+        """Number a message that goes straight out without waiting in the queue.
+
+        Its ``seq`` shares the queue's sequence, so queued and direct messages are ordered
+        on one scale. Nothing is stored or counted as enqueued.
+        """
+        return self._make(payload, _payload_size(payload), now, None, tag)
+
     def _make(
         self, payload: Payload, size: int, now: float, expires_at: float | None, tag: object
     ) -> QueuedMessage:

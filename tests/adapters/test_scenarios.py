@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.adapters.harness import ADAPTERS, ClientHandle, Harness, ServerHandle
+from tests.adapters.harness import ADAPTERS, ClientHandle, Harness
 from tests.support.certs import TestPKI
 from tests.support.proxy import HttpProxy
 from zenws_core import (
     ClientState,
-    ConnectionConfig,
     Connected,
+    ConnectionConfig,
     DeflateConfig,
     Disconnected,
     FailureKind,
@@ -288,9 +288,7 @@ def test_401_gives_up_and_503_retries(client_side: Harness, reference: Harness) 
 
     server = reference.start_server(reject_status=503)
     client = client_side.connect(server.url, wait_open=False, **FAST_RECONNECT)
-    client.wait_for(
-        lambda e: isinstance(e, ReconnectScheduled) and e.attempt >= 2, timeout=15
-    )
+    client.wait_for(lambda e: isinstance(e, ReconnectScheduled) and e.attempt >= 2, timeout=15)
     assert not any(isinstance(e, GaveUp) for e in client.events())
     client.close()
 
@@ -361,16 +359,16 @@ def test_request_reply(client_side: Harness, reference: Harness) -> None:
     client.close()
 
 
-def test_possibly_lost_reported_when_server_dies(
-    client_side: Harness, reference: Harness
-) -> None:
+def test_pong_confirms_sent_messages(client_side: Harness, reference: Harness) -> None:
+    """A pong proves the peer read what came before the ping: nothing is 'possibly lost'."""
     server = reference.start_server()
     client = client_side.connect(
         server.url, heartbeat=HeartbeatConfig(interval=None), **FAST_RECONNECT
     )
-    client.send_text("unconfirmed")
-    assert client.recv() == "unconfirmed"
-    server.stop()  # graceful 1001: the clean close confirms everything
+    client.send_text("confirmed")
+    assert client.recv() == "confirmed"
+    client.ping()
+    server.stop()
     client.wait_for(lambda e: isinstance(e, Disconnected))
     assert not any(isinstance(e, MessagesPossiblyLost) for e in client.events())
     client.close()
@@ -395,7 +393,7 @@ def test_many_concurrent_clients(client_side: Harness, reference: Harness) -> No
 
 def _get(url: str) -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
