@@ -358,7 +358,6 @@ class _Connection:
                     clean=False,
                     detail=detail,
                 ),
-                now,
                 wait_for_eof=False,
             )
 
@@ -382,7 +381,6 @@ class _Connection:
                     clean=False,
                     detail="the peer did not answer our close frame within close_timeout",
                 ),
-                now,
                 wait_for_eof=False,
             )
         else:  # CLOSED, a client waiting for the server's EOF (RFC 6455 section 7.1.1)
@@ -618,7 +616,8 @@ class _Connection:
             pings = self._pings
             if payload in pings:
                 round_trip = now - pings[payload]
-                for key in list(pings):
+                while True:  # dicts keep insertion order: oldest pings first
+                    key = next(iter(pings))
                     del pings[key]
                     if key == payload:
                         break
@@ -658,7 +657,6 @@ class _Connection:
             Closed(
                 code=code, reason=reason, initiator=initiator, cause=CloseCause.NORMAL, clean=True
             ),
-            now,
             wait_for_eof=True,
         )
 
@@ -677,7 +675,7 @@ class _Connection:
         self._should_close = True
         self._deadline = None
 
-    def _finish(self, closed: Closed, now: float, *, wait_for_eof: bool) -> None:
+    def _finish(self, closed: Closed, *, wait_for_eof: bool) -> None:
         """Enter CLOSED and emit the final ``Closed`` event.
 
         RFC 6455 section 7.1.1: the server closes the TCP connection first; a client waits
@@ -688,11 +686,9 @@ class _Connection:
         self._events.append(closed)
         self._pings.clear()
         self._msg_parts = []
-        if wait_for_eof and self._client:
-            if self._deadline is None:
-                self._set_close_deadline(now)
-        else:
+        if not (wait_for_eof and self._client):
             self._close_transport()
+        # else: the close deadline set when our close frame went out bounds the EOF wait
 
     def _fail(
         self, code: int, cause: CloseCause, detail: str, now: float, payload: bytes | None = None
@@ -714,7 +710,6 @@ class _Connection:
                 clean=False,
                 detail=detail,
             ),
-            now,
             wait_for_eof=True,
         )
 
