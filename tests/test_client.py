@@ -536,5 +536,5 @@ def test_config_from_environment_rejects_bad_numbers() -> None:
 
 
 def test_bad_url_is_refused_at_configuration() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ws:// or wss://"):
         ClientConfig(url="http://example.com/")
