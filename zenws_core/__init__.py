@@ -37,6 +37,7 @@ from ._client import (
     StateChanged,
     TLSConfig,
     TransportAction,
+    client_state_diagram,
 )
 from ._config import ConnectionConfig, DeflateConfig
 from ._events import (
@@ -175,6 +176,7 @@ __all__ = [
     "TLSConfig",
     "TransportAction",
     "WebSocketURL",
+    "client_state_diagram",
     "decode_envelope",
     "default_classifier",
     "encode_envelope",

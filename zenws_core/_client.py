@@ -80,6 +80,7 @@ __all__ = [
     "StateChanged",
     "TLSConfig",
     "TransportAction",
+    "client_state_diagram",
 ]
 
 
@@ -210,6 +211,37 @@ _TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
     _S.WAITING_TO_RECONNECT: frozenset({_S.CONNECTING, _S.CLOSED}),
     _S.CLOSED: frozenset({_S.CONNECTING}),
 }
+
+
+#: Why each transition happens (the labels of the docs' state diagram).
+_TRANSITION_NOTES: dict[tuple[ClientState, ClientState], str] = {
+    (_S.IDLE, _S.CONNECTING): "start()",
+    (_S.IDLE, _S.CLOSED): "close()",
+    (_S.CONNECTING, _S.HANDSHAKING): "connection_made",
+    (_S.CONNECTING, _S.WAITING_TO_RECONNECT): "connect failed or timed out, retry",
+    (_S.CONNECTING, _S.CLOSED): "close(), or give up",
+    (_S.HANDSHAKING, _S.OPEN): "101 Switching Protocols (RFC 6455 4.1)",
+    (_S.HANDSHAKING, _S.CLOSING): "rejected or failed, transport closing",
+    (_S.HANDSHAKING, _S.WAITING_TO_RECONNECT): "transport lost, retry",
+    (_S.HANDSHAKING, _S.CLOSED): "close(), or give up",
+    (_S.OPEN, _S.CLOSING): "close frame sent or received (7.1.2)",
+    (_S.OPEN, _S.WAITING_TO_RECONNECT): "peer dead (heartbeat), retry",
+    (_S.OPEN, _S.CLOSED): "peer dead, give up",
+    (_S.CLOSING, _S.WAITING_TO_RECONNECT): "transport closed (7.1.1), retry",
+    (_S.CLOSING, _S.CLOSED): "transport closed, close() or give up",
+    (_S.WAITING_TO_RECONNECT, _S.CONNECTING): "backoff delay elapsed, or reconnect()",
+    (_S.WAITING_TO_RECONNECT, _S.CLOSED): "close()",
+    (_S.CLOSED, _S.CONNECTING): "reconnect()",
+}
+
+
+def client_state_diagram() -> str:
+    """The client state machine as a Mermaid diagram, made from ``_TRANSITIONS``."""
+    lines = ["stateDiagram-v2", "    [*] --> IDLE"]
+    for old, targets in _TRANSITIONS.items():
+        for new in sorted(targets, key=lambda s: list(ClientState).index(s)):
+            lines.append(f"    {old.name} --> {new.name}: {_TRANSITION_NOTES[(old, new)]}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- actions
