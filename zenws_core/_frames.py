@@ -73,7 +73,11 @@ class Framer(FrameProtocol):
         if client and mask_source is None:
             raise ValueError("a client framer needs a mask source")
         self._mask_source = mask_source
-        self.next_frame: Callable[[], Frame | None] = self._frame_decoder.process_buffer
+        decoder = self._frame_decoder
+        self.decoder = decoder
+        self.next_frame: Callable[[], Frame | None] = decoder.process_buffer
+        #: wsproto's receive buffer; peeked at so an empty buffer costs no parse attempt.
+        self.buffer = decoder.buffer
 
     @property
     def pending_header(self) -> Header | None:

@@ -502,10 +502,15 @@ class _Connection:
         framer = self._framer
         assert framer is not None
         next_frame = framer.next_frame
+        decoder = framer.decoder
+        buffer = framer.buffer
         events = self._events
         max_size = self._max_size
         try:
             while True:
+                # A frame header needs 2 bytes: skip the parse attempt when they are missing.
+                if decoder.header is None and len(buffer.buffer) < 2:
+                    break
                 frame = next_frame()
                 if frame is None:
                     break
