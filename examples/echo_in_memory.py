@@ -13,18 +13,20 @@ import json
 import random
 import sys
 
-from zenws_core._config import ConnectionConfig, DeflateConfig
-from zenws_core._events import (
+from zenws_core import (
+    ClientConnection,
     Closed,
     CloseReceived,
+    ConnectionConfig,
     ConnectionEvent,
+    DeflateConfig,
     MessageReceived,
     Opened,
     PingReceived,
     PongReceived,
     RequestReceived,
+    ServerConnection,
 )
-from zenws_core._protocol import ClientConnection, ServerConnection
 
 
 def describe(data: str | bytes) -> str:
