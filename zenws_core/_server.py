@@ -201,7 +201,7 @@ class ServerSession:
     def send_text(self, text: str) -> None:
         self.conn.send_text(text)
         self.hub.messages_out += 1
-        self.hub.bytes_out += len(text)
+        self.hub.bytes_out += len(text.encode())
 
     def send_bytes(self, data: bytes) -> None:
         self.conn.send_bytes(data)
@@ -218,11 +218,14 @@ class ServerSession:
         return self.conn.ping(now=now)
 
     def close(self, code: int = 1000, reason: str = "", *, now: float) -> None:
-        if self.conn.state in (ConnectionState.OPEN, ConnectionState.CONNECTING):
-            if self.conn.state is ConnectionState.OPEN:
-                self.conn.close(code, reason, now=now)
+        conn = self.conn
+        if conn.state is ConnectionState.OPEN:
+            conn.close(code, reason, now=now)
+        elif conn.state is ConnectionState.CONNECTING:
+            if conn.request is not None:
+                conn.reject(503, (("retry-after", "1"),), b"server shutting down")
             else:
-                self.conn.reject(503, (), b"server shutting down")
+                conn.fail(code, reason or "closed before the handshake", now=now)
         self._pump(now)
 
     def shutdown(self, *, now: float) -> None:
@@ -257,10 +260,19 @@ class ServerSession:
 
     def _pump(self, now: float) -> None:
         hub = self.hub
-        for event in self.conn.events():
+        events = self.conn.events()
+        while events:
+            self._dispatch(events, now)
+            # accept()/reject() inside _dispatch may have produced more events
+            events = self.conn.events()
+
+    def _dispatch(self, events: list[ConnectionEvent], now: float) -> None:
+        hub = self.hub
+        for event in events:
             if isinstance(event, MessageReceived):
                 hub.messages_in += 1
-                hub.bytes_in += len(event.data)
+                data = event.data
+                hub.bytes_in += len(data.encode() if isinstance(data, str) else data)
                 self._events.append(event)
             elif isinstance(event, RequestReceived):
                 self._on_upgrade(event, now)
