@@ -259,7 +259,6 @@ class ServerSession:
     # ------------------------------------------------------------------ internals
 
     def _pump(self, now: float) -> None:
-        hub = self.hub
         events = self.conn.events()
         while events:
             self._dispatch(events, now)
