@@ -91,11 +91,57 @@ class WsprotoPair:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+class ZenwsCorePair:
+    """zenws_core's ``ClientConnection`` and ``ServerConnection`` wired back to back.
+
+    Default ``ConnectionConfig`` except ``max_message_size=None`` (the peers here have no
+    limit either); compression off, as everywhere else.  Masking keys come from
+    ``secrets.token_bytes`` as in production.
+    """
+
+    def __init__(self) -> None:
+        from zenws_core import (
+            ClientConnection,
+            ConnectionConfig,
+            Opened,
+            RequestReceived,
+            ServerConnection,
+        )
+
+        config = ConnectionConfig(max_message_size=None)
+        self.client = ClientConnection("ws://localhost/", config=config)
+        self.server = ServerConnection(config=config)
+        self.server.receive_data(self.client.data_to_send(), 0.0)
+        (request,) = self.server.events()
+        assert isinstance(request, RequestReceived)
+        self.server.accept(now=0.0)
+        self.client.receive_data(self.server.data_to_send(), 0.0)
+        (opened,) = self.client.events()
+        assert isinstance(opened, Opened)
+        self.server.events()
+
+    def round_trip(self, payload: bytes) -> bytes | bytearray | memoryview:
+        from zenws_core import MessageReceived
+
+        client = self.client
+        server = self.server
+        client.send_bytes(payload)
+        server.receive_data(client.data_to_send(), 0.0)
+        for event in server.events():
+            # Messages here are never fragmented: every event is a whole binary message.
+            assert type(event) is MessageReceived
+            server.send_bytes(event.data)  # type: ignore[arg-type]
+        client.receive_data(server.data_to_send(), 0.0)
+        parts = [event.data for event in client.events() if type(event) is MessageReceived]
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[return-value]
+
+
 CORE_IMPLEMENTATIONS: dict[str, Callable[[], EchoPair]] = {
     "websockets": WebsocketsPair,
     "wsproto": WsprotoPair,
+    "zenws_core": ZenwsCorePair,
 }
-"""In-memory echo pairs by name; add ``"zenws_core"`` here when its connections exist."""
+"""In-memory echo pairs by name (``zenws_core`` is zenws' sans-IO core)."""
 
 #: (workload name, payload size, full count, quick count)
 CORE_WORKLOADS: tuple[tuple[str, int, int, int], ...] = (
