@@ -103,6 +103,7 @@ class ZenwsCorePair:
         from zenws_core import (
             ClientConnection,
             ConnectionConfig,
+            MessageReceived,
             Opened,
             RequestReceived,
             ServerConnection,
@@ -119,10 +120,10 @@ class ZenwsCorePair:
         (opened,) = self.client.events()
         assert isinstance(opened, Opened)
         self.server.events()
+        self.message_received = MessageReceived
 
     def round_trip(self, payload: bytes) -> bytes | bytearray | memoryview:
-        from zenws_core import MessageReceived
-
+        MessageReceived = self.message_received
         client = self.client
         server = self.server
         client.send_bytes(payload)

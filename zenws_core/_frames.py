@@ -222,6 +222,12 @@ class Framer(FrameProtocol):
         self.next_frame: Callable[[], Frame | None] = decoder.process_buffer
         #: wsproto's receive buffer; peeked at so an empty buffer costs no parse attempt.
         self.buffer = decoder.buffer
+        #: The bytes received and not yet parsed (the buffer's bytearray, fed in place).
+        self.inbox: bytearray = decoder.buffer.buffer
+
+    def receive_bytes(self, data: bytes) -> None:
+        """Append bytes read from the transport to the receive buffer."""
+        self.inbox += data
 
     @property
     def pending_header(self) -> Header | None:

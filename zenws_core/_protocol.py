@@ -326,7 +326,7 @@ class _Connection:
         if state is ConnectionState.OPEN or state is ConnectionState.CLOSING:
             framer = self._framer
             assert framer is not None
-            framer.receive_bytes(data)
+            framer.inbox += data
             self._process_frames(now)
         elif state is ConnectionState.CONNECTING:
             self._handshake_data(bytes(data), now)
@@ -503,13 +503,13 @@ class _Connection:
         assert framer is not None
         next_frame = framer.next_frame
         decoder = framer.decoder
-        buffer = framer.buffer
+        inbox = framer.inbox
         events = self._events
         max_size = self._max_size
         try:
             while True:
                 # A frame header needs 2 bytes: skip the parse attempt when they are missing.
-                if decoder.header is None and len(buffer.buffer) < 2:
+                if decoder.header is None and len(inbox) < 2:
                     break
                 frame = next_frame()
                 if frame is None:
