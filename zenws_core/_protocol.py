@@ -187,6 +187,7 @@ class _Connection:
         "_closed",
         "_config",
         "_deadline",
+        "_deferred",
         "_deflate",
         "_events",
         "_fragment_size",
@@ -229,6 +230,7 @@ class _Connection:
         self._should_close = False
         timeout = config.handshake_timeout
         self._deadline: float | None = None if timeout is None else now + timeout
+        self._deferred: tuple[int, str] | None = None
         self._framer: Framer | None = None
         self._deflate: BoundedDeflate | None = None
         self._max_size = config.max_message_size
@@ -319,7 +321,7 @@ class _Connection:
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the transport.  Never raises because of their content."""
-        if not data or self._should_close:
+        if not data or self._should_close or self._deferred is not None:
             return
         self._wire_in += len(data)
         state = self._state
@@ -335,6 +337,10 @@ class _Connection:
     def receive_eof(self, now: float) -> None:
         """The transport reached EOF (or failed): the peer will send nothing more."""
         if self._should_close:
+            return
+        if self._deferred is not None:
+            self._fail_deferred(now)
+            self._close_transport()  # the peer's EOF already came: nothing to wait for
             return
         state = self._state
         if state is ConnectionState.CONNECTING:
@@ -368,7 +374,9 @@ class _Connection:
             return
         self._deadline = None
         state = self._state
-        if state is ConnectionState.CONNECTING:
+        if self._deferred is not None:
+            self._fail_deferred(now)
+        elif state is ConnectionState.CONNECTING:
             self._fail_handshake("opening handshake timed out", initiator=Initiator.LOCAL)
         elif state is ConnectionState.CLOSING:
             # RFC 6455 section 7.1.1: give up on the peer's close and drop the connection.
@@ -437,7 +445,9 @@ class _Connection:
         """
         payload = validate_close_code(code, reason)
         state = self._state
-        if state is ConnectionState.OPEN:
+        if self._deferred is not None:
+            self._fail_deferred(now)  # the peer's violation decides the close code
+        elif state is ConnectionState.OPEN:
             self._write_frame(FIN | OP_CLOSE, payload)
             self._close_sent = True
             self._transition(ConnectionState.CLOSING)
@@ -454,6 +464,7 @@ class _Connection:
         once with ``Closed(cause=LOCAL_ERROR)``, without waiting for the peer's answer.
         """
         payload = validate_close_code(code, reason)
+        self._deferred = None  # a local failure supersedes a deferred one
         state = self._state
         if state is ConnectionState.CONNECTING:
             self._fail_handshake(reason or "failed locally", initiator=Initiator.LOCAL)
@@ -551,12 +562,36 @@ class _Connection:
             if max_size is not None:
                 self._check_pending_header(max_size)
         except _Violation as exc:
-            self._fail(exc.code, CloseCause.PROTOCOL_ERROR, exc.detail, now)
+            self._violation(exc.code, exc.detail, now)
         except ParseFailed as exc:
             detail = str(exc)
             if detail == "error in extension" and self._deflate is not None:
                 detail = self._deflate.error_detail
-            self._fail(int(exc.code), CloseCause.PROTOCOL_ERROR, detail, now)
+            self._violation(int(exc.code), detail, now)
+
+    def _violation(self, code: int, detail: str, now: float) -> None:
+        """The peer broke the protocol: fail the connection (RFC 6455 section 7.1.7).
+
+        Messages completed earlier in the same input are valid and delivered; if the
+        application has not taken them with ``events()`` yet, failing is deferred to the
+        next ``handle_timer`` (deadline ``now``) so that it can still answer them first, in
+        wire order.  Further input is ignored meanwhile.
+        """
+        if self._state is ConnectionState.OPEN and any(
+            isinstance(event, MessageReceived)
+            or (isinstance(event, FragmentReceived) and event.final)
+            for event in self._events
+        ):
+            self._deferred = (code, detail)
+            self._deadline = now
+            return
+        self._fail(code, CloseCause.PROTOCOL_ERROR, detail, now)
+
+    def _fail_deferred(self, now: float) -> None:
+        deferred = self._deferred
+        assert deferred is not None
+        self._deferred = None
+        self._fail(deferred[0], CloseCause.PROTOCOL_ERROR, deferred[1], now)
 
     def _too_big(self, size: int) -> str:
         return f"message of {size} bytes or more exceeds max_message_size ({self._max_size})"
