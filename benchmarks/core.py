@@ -133,8 +133,10 @@ class ZenwsCorePair:
             assert type(event) is MessageReceived
             server.send_bytes(event.data)  # type: ignore[arg-type]
         client.receive_data(server.data_to_send(), 0.0)
-        parts = [event.data for event in client.events() if type(event) is MessageReceived]
-        return parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[return-value]
+        parts: list[Any] = [
+            event.data for event in client.events() if type(event) is MessageReceived
+        ]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 CORE_IMPLEMENTATIONS: dict[str, Callable[[], EchoPair]] = {
