@@ -534,6 +534,81 @@ async def connect_wsproto(host: str, port: int) -> BenchConnection:
 
 
 # ---------------------------------------------------------------------------------------------
+# zenws (asyncio adapter; the event loop is the run's --loop, uvloop or asyncio)
+# ---------------------------------------------------------------------------------------------
+
+
+ZENWS_SETTINGS = {
+    "adapter": "zenws_adapters.asyncio",
+    "compression": None,
+    "max_message_size": MAX_MESSAGE,
+    "fragment_size": None,
+    "heartbeat": "off (interval=None)",
+    "pings": "answered, never sent",
+    "masking": "C (zenws_core._speedups) when built, else pure Python",
+}
+
+
+def zenws_settings() -> dict[str, Any]:
+    """``ZENWS_SETTINGS`` with the masking implementation this process actually uses."""
+    from zenws_core._mask import using_speedups
+
+    masking = "C (zenws_core._speedups)" if using_speedups() else "pure Python"
+    return {**ZENWS_SETTINGS, "masking": masking}
+
+
+def _zenws_connection_config() -> Any:
+    from zenws_core import ConnectionConfig
+
+    return ConnectionConfig(max_message_size=MAX_MESSAGE, fragment_size=None)
+
+
+#: Servers started in this process (kept referenced for the life of the subprocess).
+_ZENWS_SERVERS: list[Any] = []
+
+
+async def serve_zenws(host: str) -> int:
+    from zenws_adapters.asyncio import ServerWebSocket, serve
+
+    async def echo(ws: ServerWebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(host, 0, echo, connection=_zenws_connection_config())
+    _ZENWS_SERVERS.append(server)
+    return int(server.port)
+
+
+class _ZenwsConnection:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def send(self, data: bytes) -> None:
+        await self._client.send_bytes(data)
+
+    async def recv(self) -> bytes:
+        message = await self._client.recv()
+        if not isinstance(message, bytes):
+            raise ConnectionError(f"zenws client received {type(message).__name__}")
+        return message
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def connect_zenws(host: str, port: int) -> BenchConnection:
+    from zenws_adapters.asyncio import connect
+    from zenws_core import HeartbeatConfig
+
+    client = await connect(
+        f"ws://{host}:{port}/",
+        connection=_zenws_connection_config(),
+        heartbeat=HeartbeatConfig(interval=None),
+    )
+    return _ZenwsConnection(client)
+
+
+# ---------------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------------
 
@@ -567,6 +642,13 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             serve_wsproto,
             lambda: _SimpleKit(connect_wsproto),
             WSPROTO_SETTINGS,
+        ),
+        Implementation(
+            "zenws",
+            "zenws asyncio adapter (zenws_core on wsproto; serve() / connect())",
+            serve_zenws,
+            lambda: _SimpleKit(connect_zenws),
+            ZENWS_SETTINGS,
         ),
     )
 }
@@ -619,7 +701,8 @@ async def _server_main(name: str, loop: str) -> None:
     impl = IMPLEMENTATIONS[name]
     if impl.serve is None:
         raise SystemExit(f"{name} has no server")
-    emit("SETTINGS", {"implementation": name, "loop": loop, **impl.settings})
+    settings = zenws_settings() if name == "zenws" else impl.settings
+    emit("SETTINGS", {"implementation": name, "loop": loop, **settings})
     port = await impl.serve(HOST)
     emit("READY", port)
     await asyncio.Event().wait()
