@@ -635,7 +635,10 @@ class _Connection:
             return
         if self._deflate is not None and self._deflate.message_compressed:
             return  # the compressed length says nothing about the message size
-        size = (self._msg_size if self._msg_opcode is not None else 0) + header.payload_len
+        # Payload of this frame consumed so far is already counted in ``_msg_size``.
+        size = header.payload_len - framer.decoder.payload_consumed
+        if self._msg_opcode is not None:
+            size += self._msg_size
         if size > max_size:
             raise _Violation(1009, self._too_big(size))
 
