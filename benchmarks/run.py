@@ -257,8 +257,8 @@ def run_all(args: argparse.Namespace, names: list[str], log: Any) -> tuple[Resul
 
     if "server" in args.roles:
         for name in names:
-            if IMPLEMENTATIONS[name].serve is None:
-                continue
+            if name not in IMPLEMENTATIONS or IMPLEMENTATIONS[name].serve is None:
+                continue  # e.g. zenws_core, which exists only in the in-memory table
             log(f"server role: {name} (driver {args.driver})")
             try:
                 server, port, settings[name] = start_server(name, args.loop)
@@ -283,7 +283,7 @@ def run_all(args: argparse.Namespace, names: list[str], log: Any) -> tuple[Resul
 
     if "client" in args.roles:
         for name in names:
-            if IMPLEMENTATIONS[name].client is None:
+            if name not in IMPLEMENTATIONS or IMPLEMENTATIONS[name].client is None:
                 continue
             log(f"client role: {name} (server {args.fixed_server})")
             settings.setdefault(name, dict(IMPLEMENTATIONS[name].settings))
@@ -415,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(IMPLEMENTATIONS)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or [
+        *IMPLEMENTATIONS,
+        *(n for n in CORE_IMPLEMENTATIONS if n not in IMPLEMENTATIONS),
+    ]
     known = set(IMPLEMENTATIONS) | set(CORE_IMPLEMENTATIONS)
     unknown = [n for n in names if n not in known] + [r for r in args.roles if r not in ROLES]
     for fixed in (args.driver, args.fixed_server):
