@@ -828,6 +828,7 @@ class Server(_Background):
     def __init__(
         self,
         listener: anyio.abc.Listener[Any],
+        address: tuple[str, int],
         handler: Callable[[ServerWebSocket], Any],
         config: ServerConfig,
         secure: bool,
@@ -835,8 +836,7 @@ class Server(_Background):
         self.hub = ServerHub(config, now=anyio.current_time())
         self.handler = handler
         self._listener = listener
-        self.host: str = listener.extra(anyio.abc.SocketAttribute.local_address)[0]
-        self.port: int = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.host, self.port = address
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"{'wss' if secure else 'ws'}://{host}:{self.port}/"
         self._sockets: set[ServerWebSocket] = set()
@@ -920,6 +920,8 @@ def serve(
         listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
             local_host=host, local_port=port
         )
+        local = listener.extra(anyio.abc.SocketAttribute.local_address)
+        address = (str(local[0]), int(local[1]))
         if ssl is not None:
             listener = TLSListener(
                 listener,
@@ -927,6 +929,6 @@ def serve(
                 standard_compatible=False,
                 handshake_timeout=final.connection.handshake_timeout or math.inf,
             )
-        return Server(listener, handler, final, ssl is not None)
+        return Server(listener, address, handler, final, ssl is not None)
 
     return _Starter(make)
