@@ -59,7 +59,8 @@ class _Client:
         self._portal.call(self._client.send, type, data)
 
     def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
-        return self._portal.call(self._client.request, type, data, timeout)
+        reply: Envelope = self._portal.call(self._client.request, type, data, timeout)
+        return reply
 
     def recv(self, timeout: float = 10.0) -> str | bytes:
         return self._portal.call(self._client.recv, timeout)

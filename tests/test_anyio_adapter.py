@@ -1,0 +1,292 @@
+"""The anyio adapter on both anyio backends: Trio (strict exception groups) and asyncio.
+
+The scenario suite (tests/adapters) covers the shared behaviour through the Trio
+harness; here are the anyio-specific promises: both ``async with connect(...)`` and
+``await connect(...)``, no ``ExceptionGroup`` out of internal task groups, handler
+errors closing with 1011, inbound backpressure, TLS without close_notify, wss through
+an HTTP CONNECT proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+import trio
+
+from tests.support.certs import TestPKI
+from tests.support.proxy import HttpProxy
+from zenws_adapters import ConnectError, ConnectionClosed, RequestTimeout
+from zenws_adapters.anyio import INBOX_LIMIT, ServerWebSocket, connect, serve
+from zenws_core import (
+    Connected,
+    Disconnected,
+    Envelope,
+    FailureKind,
+    GaveUp,
+    ReconnectConfig,
+    TLSConfig,
+)
+
+BACKENDS = ["trio", "asyncio"]
+NO_RECONNECT = ReconnectConfig(enabled=False)
+
+
+def run(backend: str, main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` on ``backend``; Trio with ``strict_exception_groups=True``."""
+    if backend == "trio":
+        trio.run(main, strict_exception_groups=True)
+    else:
+        anyio.run(main, backend="asyncio")
+
+
+async def echo(ws: ServerWebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def test_context_manager_and_await_forms(backend: str) -> None:
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo) as server:
+            async with connect(server.url) as client:
+                await client.send_text("a")
+                await client.send_bytes(b"b")
+                await client.send_json({"c": 1})
+                got = [await client.recv(timeout=10) for _ in range(3)]
+                assert got == ["a", b"b", '{"c":1}']
+                assert server.status().connections == 1
+            detached = await connect(server.url)  # no context manager: a background task
+            await detached.send_text("x")
+            received = []
+            async for message in detached:
+                received.append(message)
+                break
+            assert received == ["x"]
+            assert await detached.ping() >= 0.0
+            await detached.close(4000, "bye")
+            assert detached.state.value == "closed"
+            with pytest.raises(ConnectionClosed):
+                await detached.recv(timeout=1)
+            assert [message async for message in detached] == []
+
+    run(backend, main)
+
+
+def test_await_serve_and_serve_forever(backend: str) -> None:
+    async def main() -> None:
+        server = await serve("127.0.0.1", 0, echo)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve_forever)
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("hi")
+                assert await client.recv(timeout=10) == "hi"
+                await server.shutdown()
+                event = await _wait_for(client, Disconnected)
+                assert event.code == 1001
+        # serve_forever returned: the task group could end
+
+    run(backend, main)
+
+
+async def _wait_for(client: Any, kind: type[Any]) -> Any:
+    done = anyio.Event()
+    client.on_event(lambda event: done.set() if isinstance(event, kind) else None)
+    if not any(isinstance(event, kind) for event in client.events_seen):
+        with anyio.fail_after(10):
+            await done.wait()
+    return next(event for event in client.events_seen if isinstance(event, kind))
+
+
+def test_errors_in_bodies_are_not_exception_groups(backend: str) -> None:
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo) as server:
+            with pytest.raises(ValueError, match="user error"):
+                async with connect(server.url):
+                    raise ValueError("user error")
+        with pytest.raises(KeyError):
+            async with serve("127.0.0.1", 0, echo):
+                raise KeyError("server body")
+
+    run(backend, main)
+
+
+def test_refused_connection_raises_connect_error(backend: str) -> None:
+    port = free_port()
+
+    async def main() -> None:
+        with pytest.raises(ConnectError) as info:
+            async with connect(f"ws://127.0.0.1:{port}/", reconnect=NO_RECONNECT):
+                pass  # pragma: no cover - never opens
+        assert isinstance(info.value.event, GaveUp)
+        assert info.value.event.failure.kind is FailureKind.CONNECT_REFUSED
+        with pytest.raises(ConnectError):
+            await connect(f"ws://127.0.0.1:{port}/", reconnect=NO_RECONNECT)
+
+    run(backend, main)
+
+
+def test_handlers_events_and_requests(backend: str) -> None:
+    async def main() -> None:
+        async def answer_nothing(ws: ServerWebSocket) -> None:
+            async for message in ws:
+                if isinstance(message, str) and '"silent"' in message:
+                    continue
+                await ws.send(message)
+
+        async with serve("127.0.0.1", 0, answer_nothing) as server, connect(server.url) as client:
+            routed: list[Any] = []
+            raw: list[Any] = []
+            seen: list[Any] = []
+            got_async = anyio.Event()
+
+            async def on_greet(envelope: Envelope) -> None:
+                routed.append(envelope)
+                got_async.set()
+
+            client.on("greet.*", on_greet)
+            client.on_raw(raw.append)
+            client.on_event(seen.append)
+            await client.send("greet.hello", {"n": 1})
+            await client.send_text("{not json")
+            await client.send_text("plain")  # raw handler takes it, not recv
+            with anyio.fail_after(10):
+                await got_async.wait()
+            assert routed == [Envelope("greet.hello", {"n": 1})]
+            reply = await client.request("sum", [1, 2], timeout=10)
+            assert reply.data == [1, 2]
+            with pytest.raises(RequestTimeout):
+                await client.request("silent", timeout=0.05)
+            assert raw == ["{not json", "plain"]
+            assert any(isinstance(event, Connected) for event in client.events_seen)
+            assert seen  # events after registration reached the callback
+            with pytest.raises(TimeoutError):
+                await client.recv(timeout=0.01)  # handlers consumed everything
+
+    run(backend, main)
+
+
+def test_handler_error_closes_1011_and_return_closes_1000(backend: str) -> None:
+    async def main() -> None:
+        async def handler(ws: ServerWebSocket) -> None:
+            message = await ws.recv()
+            if message == "fail":
+                raise RuntimeError("handler bug (expected by the test)")
+
+        async with serve("127.0.0.1", 0, handler) as server:
+            for message, code in (("fail", 1011), ("ok", 1000)):
+                async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                    await client.send_text(message)
+                    event = await _wait_for(client, Disconnected)
+                    assert event.code == code
+
+    run(backend, main)
+
+
+def test_shutdown_drops_a_handler_that_never_returns(backend: str) -> None:
+    async def main() -> None:
+        async def stuck(ws: ServerWebSocket) -> None:
+            await anyio.sleep_forever()
+
+        async with (
+            serve("127.0.0.1", 0, stuck, shutdown_timeout=0.2) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            await server.shutdown()
+            assert server.status().connections == 0
+            event = await _wait_for(client, Disconnected)
+            assert event.code == 1001
+
+    run(backend, main)
+
+
+def test_server_pauses_reading_when_the_handler_does_not_consume(backend: str) -> None:
+    async def main() -> None:
+        go = anyio.Event()
+        sockets: list[ServerWebSocket] = []
+        received: list[str | bytes] = []
+
+        async def slow(ws: ServerWebSocket) -> None:
+            sockets.append(ws)
+            await go.wait()
+            async for message in ws:
+                received.append(message)
+                if len(received) == 200:
+                    await ws.send("done")
+
+        async with serve("127.0.0.1", 0, slow) as server, connect(server.url) as client:
+            for i in range(200):
+                await client.send_bytes(i.to_bytes(2, "big") * 5000)
+            with anyio.move_on_after(0.3) as scope:
+                await client.ping()  # the pong waits behind the paused reader
+            assert scope.cancelled_caught
+            assert INBOX_LIMIT <= len(sockets[0]._inbox) < INBOX_LIMIT + 10
+            go.set()
+            assert await client.recv(timeout=20) == "done"
+            assert received == [i.to_bytes(2, "big") * 5000 for i in range(200)]
+
+    run(backend, main)
+
+
+def test_tls_close_without_close_notify_is_a_clean_close(backend: str, pki: TestPKI) -> None:
+    """``standard_compatible=False`` both ways: the WebSocket close is the clean end."""
+
+    async def main() -> None:
+        async def closer(ws: ServerWebSocket) -> None:
+            await ws.recv()
+            await ws.close(4000, "tls done")
+
+        async with serve("127.0.0.1", 0, closer, ssl=pki.server_context()) as server:
+            assert server.url.startswith("wss://")
+            tls = TLSConfig(ca_file=str(pki.files.ca_cert))
+            async with connect(server.url, tls=tls, reconnect=NO_RECONNECT) as client:
+                await client.send_text("x")
+                event = await _wait_for(client, Disconnected)
+                assert (event.code, event.reason, event.clean) == (4000, "tls done", True)
+                assert event.failure.kind is FailureKind.CLOSED
+                await _wait_for(client, GaveUp)  # the transport is gone too
+                # a TCP close without close_notify was an EOF, not a transport error
+                assert client.stats().last_error == "tls done"
+
+    run(backend, main)
+
+
+def test_wss_through_connect_proxy(backend: str, pki: TestPKI, http_proxy: HttpProxy) -> None:
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo, ssl=pki.server_context()) as server:
+            async with connect(
+                server.url, ssl=pki.client_context(), proxy=http_proxy.url
+            ) as client:
+                await client.send_json({"via": "proxy"})
+                assert json.loads(await client.recv(timeout=10)) == {"via": "proxy"}
+            assert http_proxy.connects(port=server.port)
+
+    run(backend, main)
+
+
+def test_untrusted_certificate_is_a_tls_failure(backend: str, pki: TestPKI) -> None:
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo, ssl=pki.server_context()) as server:
+            tls = TLSConfig(ca_file=str(pki.files.other_ca_cert))
+            with pytest.raises(ConnectError) as info:
+                await connect(server.url, tls=tls, reconnect=NO_RECONNECT)
+            assert info.value.event is not None
+            assert info.value.event.failure.kind is FailureKind.TLS_ERROR
+
+    run(backend, main)
