@@ -290,3 +290,23 @@ def test_untrusted_certificate_is_a_tls_failure(backend: str, pki: TestPKI) -> N
             assert info.value.event.failure.kind is FailureKind.TLS_ERROR
 
     run(backend, main)
+
+
+def test_close_abandons_a_connect_in_progress(backend: str) -> None:
+    """A TLS handshake that never ends does not hold ``close()`` for ``connect_timeout``."""
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never speaks TLS
+    port = listener.getsockname()[1]
+
+    async def main() -> None:
+        client = await connect(f"wss://127.0.0.1:{port}/", wait_open=False, connect_timeout=60)
+        while not any(event.__class__.__name__ == "Connecting" for event in client.events_seen):
+            await anyio.sleep(0)
+        with anyio.fail_after(30):  # far below connect_timeout
+            await client.close()
+        assert client.state.value == "closed"
+        assert not any(isinstance(event, Disconnected) for event in client.events_seen)
+
+    try:
+        run(backend, main)
+    finally:
+        listener.close()

@@ -188,6 +188,7 @@ class _Driven:
                 data = self._data_to_send()
                 if not data:
                     return
+                self._wake()  # senders waiting on writing_paused may go on
                 try:
                     await stream.send(data)
                 except _TRANSPORT_ERRORS as exc:
@@ -252,6 +253,7 @@ class Client(_Driven, _Background):
         self._ssl, self._proxy = ssl_context, proxy
         self._wait_open, self._open_timeout = wait_open, open_timeout
         self._run_scope = anyio.CancelScope()
+        self._connect_scope = anyio.CancelScope()
         self._generation = 0
         self._actions: list[OpenTransport | CloseTransport] = []
         self._callbacks: list[Callable[[ClientEvent], Any]] = []
@@ -302,9 +304,11 @@ class Client(_Driven, _Background):
     async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id and wait for the reply (RequestTimeout if none)."""
         await self._until(lambda: not self._core.writing_paused)
-        request_id = self._core.request(type, data, now=anyio.current_time(), timeout=timeout)
+        try:
+            request_id = self._core.request(type, data, now=anyio.current_time(), timeout=timeout)
+        finally:
+            self._after_call()
         slot = self._replies[request_id] = _Slot[Envelope]()
-        self._after_call()
         await self._flush(wait=True)
         return await slot.wait()
 
@@ -348,6 +352,7 @@ class Client(_Driven, _Background):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2) and wait until the transport is gone."""
         self._closing = True
+        self._connect_scope.cancel()  # a connect in progress is abandoned
         self._core.close(code, reason, now=anyio.current_time())
         self._after_call()
         for reply in self._replies.values():
@@ -371,8 +376,10 @@ class Client(_Driven, _Background):
 
     async def _submit(self, method: Callable[..., int], *args: Any) -> None:
         await self._until(lambda: not self._core.writing_paused)
-        method(*args, now=anyio.current_time())
-        self._after_call()
+        try:
+            method(*args, now=anyio.current_time())
+        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            self._after_call()
         await self._flush(wait=True)
 
     def _after_call(self, *, driver: bool = False) -> None:
@@ -505,14 +512,20 @@ class Client(_Driven, _Background):
             self._core.data_to_send()  # bytes for the stream just closed: nowhere to go
 
     async def _open(self, action: OpenTransport) -> None:
-        try:
-            with anyio.fail_after(action.timeout):
-                stream, leftover = await self._connect(action)
-        except Exception as exc:
-            now, root = anyio.current_time(), _root(exc)
-            detail = str(root) or type(root).__name__
-            self._core.connection_failed(detail, now, **classify_os_error(root))
+        connected = None
+        with anyio.CancelScope() as self._connect_scope:
+            if self._closing:
+                self._connect_scope.cancel()
+            try:
+                with anyio.fail_after(action.timeout):
+                    connected = await self._connect(action)
+            except Exception as exc:
+                now, root = anyio.current_time(), _root(exc)
+                detail = str(root) or type(root).__name__
+                self._core.connection_failed(detail, now, **classify_os_error(root))
+        if connected is None:
             return
+        stream, leftover = connected
         if self._core.state is not ClientState.CONNECTING:
             await anyio.aclose_forcefully(stream)
             return
@@ -877,13 +890,15 @@ class Server(_Background):
         try:
             with self._connections:
                 async with anyio.create_task_group() as tg:
-                    with self._accepting:
-                        await self._listener.serve(self._connection, tg)
+                    try:
+                        with self._accepting:
+                            await self._listener.serve(self._connection, tg)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self._listener.aclose()
         except Exception:
             log.exception("zenws server stopped accepting")
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._listener.aclose()
             self._done.set()
 
     async def _connection(self, stream: anyio.abc.ByteStream) -> None:
