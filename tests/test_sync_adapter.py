@@ -257,3 +257,21 @@ def test_recv_timeout_drives_timers_without_a_message(echo_server: sync.Server) 
         with pytest.raises(TimeoutError):
             client.recv(0.05)
         assert client.state is ClientState.OPEN
+
+
+def test_server_send_after_close_raises_connection_closed() -> None:
+    outcome: list[Any] = []
+
+    def server(ws: sync.ServerWebSocket) -> None:
+        ws.close(4001, "done")
+        try:
+            ws.send("too late")
+        except ConnectionClosed as exc:
+            outcome.append(exc.code)
+
+    with sync.serve("127.0.0.1", 0, server) as srv:
+        client = sync.connect(srv.url, reconnect=NO_RECONNECT)
+        with pytest.raises(ConnectionClosed):
+            client.recv(10)
+        client.close()
+    assert outcome == [4001]

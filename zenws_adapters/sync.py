@@ -29,6 +29,7 @@ from zenws_core import (
     ClientStats,
     Closed,
     Connected,
+    ConnectionStateError,
     Disconnected,
     Envelope,
     GaveUp,
@@ -151,7 +152,8 @@ class _Channel:
         ready = 0
         try:
             with selectors.DefaultSelector() as selector:
-                selector.register(self._wake_r, _READ)
+                if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
+                    selector.register(self._wake_r, _READ)
                 if mask and sock is not None:
                     try:
                         selector.register(sock, mask)
@@ -613,9 +615,10 @@ class ServerWebSocket(_Channel):
 
     def _call(self, action: Callable[[float], T]) -> T:
         with self._lock:
-            if self.close_code is not None:
-                raise ConnectionClosed(self.close_code, self.close_reason)
-            result = action(monotonic())
+            try:
+                result = action(monotonic())
+            except ConnectionStateError:  # closing or closed: no more messages
+                raise ConnectionClosed(self.close_code, self.close_reason) from None
             self._process(monotonic())
         self._wake()
         self._wait_for(lambda: True if not self._out or self._sock is None else None, None)
@@ -735,7 +738,9 @@ class Server:
                         return
                     try:
                         sock, address = self._listener.accept()
-                    except OSError:
+                    except OSError as exc:  # EMFILE and friends: let connections finish first
+                        log.warning("zenws: accept failed: %s", exc)
+                        self._stopped.wait(0.1)
                         continue
                     thread = threading.Thread(target=self._run, args=(sock, address))
                     thread.daemon = True
