@@ -211,6 +211,41 @@ def test_decoder_matches_wsproto(
     assert run_decoder(_FrameDecoder(client), stream, cuts) == expected
 
 
+def merge_pieces(
+    frames: list[tuple[int, bytes, bool, bool]],
+) -> list[tuple[int, bytes, bool, bool]]:
+    """Join the pieces of each frame (wsproto returns a frame's payload as it arrives)."""
+    merged: list[tuple[int, bytes, bool, bool]] = []
+    partial: tuple[int, bytes] | None = None
+    for opcode, payload, frame_finished, message_finished in frames:
+        if partial is not None:
+            opcode, payload = partial[0], partial[1] + payload
+        partial = None if frame_finished else (opcode, payload)
+        if frame_finished:
+            merged.append((opcode, payload, True, message_finished))
+    return merged
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    client=st.booleans(),
+    limit=st.sampled_from([0, 1, 200, 1 << 20]),
+    data=st.data(),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+)
+def test_whole_frame_mode_joins_the_pieces(
+    implementation: str, client: bool, limit: int, data: st.DataObject, cuts: list[int]
+) -> None:
+    frames = data.draw(st.lists(raw_frame(masked_frames=not client), max_size=6))
+    stream = b"".join(frames)
+    expected, error = run_decoder(FrameDecoder(client), stream, cuts)
+    got, got_error = run_decoder(_FrameDecoder(client, whole_frame_limit=limit), stream, cuts)
+    assert got_error == error
+    assert merge_pieces(got) == merge_pieces(expected)
+    if limit == 1 << 20:
+        assert all(finished for _, _, finished, _ in got)
+
+
 def test_decoder_waits_for_an_incomplete_masking_key() -> None:
     decoder = _FrameDecoder(client=False)
     decoder.receive_bytes(b"\x82\x83\x01\x02")

@@ -147,6 +147,8 @@ _PING = Opcode.PING
 _PONG = Opcode.PONG
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _H11_END = (h11.NEED_DATA, h11.PAUSED)
+#: Largest data frame buffered whole when ``max_message_size`` is None (larger: in pieces).
+_WHOLE_FRAME_LIMIT = 16 * 1024 * 1024
 
 
 def _compact_dumps(obj: Any) -> str:
@@ -786,6 +788,10 @@ class _Connection:
             client=self._client,
             deflate=self._deflate,
             mask_source=self._mask_source if self._client else None,
+            # Without streaming, data frames are parsed once whole (bounded by the size limit).
+            whole_frame_limit=0
+            if self._streaming
+            else (_WHOLE_FRAME_LIMIT if self._max_size is None else self._max_size),
         )
         self._transition(ConnectionState.OPEN)
         self._deadline = None
