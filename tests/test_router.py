@@ -246,7 +246,9 @@ def test_malformed_messages_go_to_raw_handlers() -> None:
     assert route.handlers == ("raw",)
     assert route.raw_reason is not None
     assert "not JSON" in route.raw_reason
-    assert router.route(b"\x80").raw_reason == "not UTF-8"
+    assert router.route(b"\x80").raw_reason == "binary message that is not a JSON object"
+    assert router.route(b'{"type": "\x80"}').raw_reason == "not UTF-8"
+    assert router.route(b' {"type": "t"}').envelope is not None
     assert router.route('{"type":1}').handlers == ("raw",)
 
 

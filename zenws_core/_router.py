@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -34,6 +35,10 @@ RawReason: TypeAlias = str
 """Why a message is not a valid envelope; ``decode_envelope`` returns one instead of raising."""
 
 _ROUTE_CACHE_LIMIT = 1024
+
+#: A binary message can only be an envelope if it opens like a JSON object; checking this
+#: first keeps large binary payloads from being decoded as UTF-8 just to be refused.
+_OPENS_LIKE_OBJECT = re.compile(rb"[ \t\r\n]*\{")
 """Most distinct message types whose handler lists are cached (peers choose the types)."""
 
 
@@ -309,6 +314,8 @@ class MessageRouter(Generic[H]):
 
     def route(self, message: str | bytes) -> Route[H]:
         """Decode ``message`` and say which handlers get it; never raises on peer input."""
+        if isinstance(message, bytes) and not _OPENS_LIKE_OBJECT.match(message):
+            return Route(None, tuple(self._raw), "binary message that is not a JSON object")
         decoded = decode_envelope(message)
         if isinstance(decoded, Envelope):
             return self.route_envelope(decoded)
