@@ -259,7 +259,7 @@ class Client:
         context = None
         if action.tls is not None:
             context = self._ssl or _client_ssl(action)
-        transport: asyncio.BaseTransport | None = None
+        transport: asyncio.Transport | None = None
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
             if proxy is None:
@@ -277,7 +277,6 @@ class Client:
                 transport, _ = await loop.create_connection(
                     lambda: protocol, proxy.host, proxy.port
                 )
-                assert isinstance(transport, asyncio.Transport)
                 transport.write(protocol.tunnel.request())
                 rest = await protocol.tunnel_done
                 if context is not None:
@@ -288,11 +287,11 @@ class Client:
                     transport = tls
         except asyncio.CancelledError:
             if transport is not None:
-                transport.abort()  # type: ignore[attr-defined]
+                transport.abort()
             raise
-        except (OSError, ValueError, _ssl.CertificateError) as exc:
+        except Exception as exc:  # any failure to open is news for the core
             if transport is not None:
-                transport.abort()  # type: ignore[attr-defined]
+                transport.abort()
             if generation == self._generation:
                 message = str(exc) or type(exc).__name__
                 self._core.connection_failed(message, loop.time(), **classify_os_error(exc))
@@ -300,7 +299,7 @@ class Client:
             return
         finally:
             self._opening.pop(generation, None)
-        assert isinstance(transport, asyncio.Transport)
+        assert transport is not None
         self._transport = transport
         self._core.connection_made(loop.time())
         if rest:

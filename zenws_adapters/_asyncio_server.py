@@ -14,7 +14,7 @@ import logging
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from zenws_core import (
     Closed,
@@ -141,8 +141,7 @@ class ServerWebSocket(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.remote_address = transport.get_extra_info("peername")
         self._server._connections.add(self)
         self._drive()
