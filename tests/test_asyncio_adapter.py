@@ -1,0 +1,333 @@
+"""asyncio-specific behaviour of ``zenws_adapters.asyncio`` (the shared suite covers the rest).
+
+Backpressure both ways, handler outcomes (return -> 1000, raise -> 1011), handlers and
+lifecycle callbacks, request timeouts, the connect() patterns, IPv6 and uvloop.
+Waits are bounded polls on a condition, never timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from zenws_adapters.asyncio import (
+    Client,
+    ConnectError,
+    ConnectionClosed,
+    RequestTimeout,
+    Server,
+    ServerWebSocket,
+    connect,
+    run,
+    serve,
+)
+from zenws_core import (
+    ClientState,
+    Connected,
+    Disconnected,
+    Envelope,
+    GaveUp,
+    ReconnectConfig,
+    ServerStatus,
+)
+
+NO_RECONNECT = ReconnectConfig(enabled=False)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the loop until ``condition()`` holds (bounded, not a timing assertion)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def echo(ws: ServerWebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def run_test(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+# ------------------------------------------------------------------ backpressure
+
+
+def test_server_stops_reading_when_handler_does_not_consume() -> None:
+    release = asyncio.Event()
+    sockets: list[ServerWebSocket] = []
+    received: list[str | bytes] = []
+
+    async def stalled(ws: ServerWebSocket) -> None:
+        sockets.append(ws)
+        await release.wait()
+        async for message in ws:
+            received.append(message)
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, stalled) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                for i in range(200):
+                    await client.send_text(f"m{i}")
+                await until(lambda: bool(sockets) and sockets[0]._reading_paused)
+                assert len(sockets[0]._inbox) >= 64
+                release.set()
+                await until(lambda: len(received) == 200)
+                assert received == [f"m{i}" for i in range(200)]
+                assert not sockets[0]._reading_paused
+
+    run_test(main)
+
+
+def test_client_stops_reading_when_app_does_not_recv() -> None:
+    async def burst(ws: ServerWebSocket) -> None:
+        for i in range(150):
+            await ws.send(f"b{i}")
+        await ws.recv()
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, burst) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                await until(lambda: client._reading_paused)
+                got = [await client.recv(timeout=10) for _ in range(150)]
+                assert got == [f"b{i}" for i in range(150)]
+                assert not client._reading_paused
+
+    run_test(main)
+
+
+def test_client_send_waits_while_the_transport_is_paused() -> None:
+    release = asyncio.Event()
+    count = 0
+
+    async def stalled(ws: ServerWebSocket) -> None:
+        nonlocal count
+        await release.wait()
+        async for _ in ws:
+            count += 1
+
+    async def main() -> None:
+        chunk = b"x" * (512 * 1024)
+        async with await serve("127.0.0.1", 0, stalled) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                sent = 0
+
+                async def sender() -> None:
+                    nonlocal sent
+                    for _ in range(120):
+                        await client.send_bytes(chunk)
+                        sent += 1
+
+                task = asyncio.create_task(sender())
+                await until(lambda: not client._writable.is_set())
+                assert sent < 120  # the sender is held back by pause_writing
+                release.set()
+                await task
+                await until(lambda: count == 120)
+
+    run_test(main)
+
+
+# ------------------------------------------------------------------ handler outcomes
+
+
+def _close_code_after(handler: Callable[[ServerWebSocket], Awaitable[None]]) -> Disconnected:
+    result: list[Disconnected] = []
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, handler) as server:
+            client = await connect(server.url, reconnect=NO_RECONNECT)
+            await client.send_text("go")
+            event = await client.wait_for(lambda e: isinstance(e, Disconnected), 10)
+            assert isinstance(event, Disconnected)
+            result.append(event)
+            await client.close()
+
+    run_test(main)
+    return result[0]
+
+
+def test_handler_exception_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(ws: ServerWebSocket) -> None:
+        await ws.recv()
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="zenws.asyncio"):
+        event = _close_code_after(broken)
+    assert event.code == 1011
+    assert any("boom" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_handler_return_closes_1000() -> None:
+    async def short(ws: ServerWebSocket) -> None:
+        await ws.recv()
+
+    assert _close_code_after(short).code == 1000
+
+
+def test_server_websocket_attributes_and_ping() -> None:
+    seen: dict[str, Any] = {}
+
+    async def inspect(ws: ServerWebSocket) -> None:
+        seen.update(path=ws.path, auth=ws.headers.get("x-token"), peer=ws.remote_address)
+        seen["rtt"] = await ws.ping()
+        await ws.send_json({"ok": True})
+        await ws.close(4000, "done")
+        seen["close"] = (ws.close_code, ws.close_reason)
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, inspect) as server:
+            url = server.url + "room?x=1"
+            async with connect(url, headers={"X-Token": "t"}, reconnect=NO_RECONNECT) as client:
+                assert await client.recv(timeout=10) == '{"ok":true}'
+                await client.wait_for(lambda e: isinstance(e, Disconnected), 10)
+            assert server.status().connections_total == 1
+
+    run_test(main)
+    assert seen["path"] == "/room"
+    assert seen["auth"] == "t"
+    assert seen["peer"][0] == "127.0.0.1"
+    assert seen["rtt"] >= 0.0
+    assert seen["close"] == (4000, "")  # the code the client echoed (RFC 6455 5.5.1)
+
+
+# ------------------------------------------------------------------ client API
+
+
+def test_handlers_callbacks_and_iteration() -> None:
+    routed: list[Any] = []
+    events: list[Any] = []
+
+    async def on_async(envelope: Envelope) -> None:
+        await asyncio.sleep(0)
+        routed.append(("async", envelope.type))
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, echo) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                client.on("task.*", lambda env: routed.append(("sync", env.type)))
+                client.on("job", on_async)
+                client.on_event(events.append)
+                await client.send("task.done", {"n": 1})
+                await client.send("job", None)
+                await client.send_text("plain")
+                await client.send_bytes(b"raw")
+                got = []
+                async for message in client:
+                    got.append(message)
+                    if len(got) == 2:
+                        break
+                assert got == ["plain", b"raw"]
+                await until(lambda: len(routed) == 2)
+                assert routed == [("sync", "task.done"), ("async", "job")]
+                assert await client.ping() >= 0.0
+                assert client.stats().messages_out == 4
+            assert client.state is ClientState.CLOSED
+            with pytest.raises(ConnectionClosed):
+                await client.recv()
+        assert any(isinstance(e, Disconnected) for e in events)
+
+    run_test(main)
+
+
+def test_request_timeout_raises() -> None:
+    async def silent(ws: ServerWebSocket) -> None:
+        async for _ in ws:
+            pass
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, silent) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                with pytest.raises(RequestTimeout):
+                    await client.request("sum", {"a": 1}, timeout=0.05)
+
+    run_test(main)
+
+
+def test_connect_refused_raises_connect_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def main() -> None:
+        with pytest.raises(ConnectError) as info:
+            await connect(f"ws://127.0.0.1:{port}/", reconnect=NO_RECONNECT)
+        assert isinstance(info.value.event, GaveUp)
+
+    run_test(main)
+
+
+def test_wait_open_false_returns_before_open() -> None:
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, echo) as server:
+            client = await connect(server.url, wait_open=False)
+            assert client.state is ClientState.CONNECTING
+            await client.send_text("queued")  # queued until open
+            assert await client.recv(timeout=10) == "queued"
+            await client.close()
+
+    run_test(main)
+
+
+def test_ipv6_literal() -> None:
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6 support")
+
+    async def main() -> None:
+        async with await serve("::1", 0, echo) as server:
+            assert server.url.startswith("ws://[::1]:")
+            async with connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("six")
+                assert await client.recv(timeout=10) == "six"
+
+    run_test(main)
+
+
+def test_shutdown_status_and_serve_forever() -> None:
+    async def main() -> None:
+        server: Server = await serve("127.0.0.1", 0, echo)
+        client = await connect(server.url, reconnect=NO_RECONNECT)
+        status = server.status()
+        assert isinstance(status, ServerStatus)
+        assert status.connections == 1
+        forever = asyncio.create_task(server.serve_forever())
+        await server.shutdown()
+        await forever
+        event = await client.wait_for(lambda e: isinstance(e, Disconnected), 10)
+        assert isinstance(event, Disconnected)
+        assert event.code == 1001
+
+    run_test(main)
+
+
+# ------------------------------------------------------------------ uvloop
+
+
+def test_echo_under_uvloop() -> None:
+    import uvloop
+
+    async def main() -> str:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        async with await serve("127.0.0.1", 0, echo) as server:
+            async with connect(server.url) as client:
+                connected = await client.wait_for(lambda e: isinstance(e, Connected))
+                assert isinstance(connected, Connected)
+                await client.send_bytes(b"\x00" * 100_000)
+                assert await client.recv(timeout=10) == b"\x00" * 100_000
+                await client.send_text("uv")
+                reply = await client.recv(timeout=10)
+                assert isinstance(reply, str)
+                return reply
+
+    assert run(main()) == "uv"
+
+
+def test_client_type_is_exported() -> None:
+    assert Client.__module__.startswith("zenws_adapters")
