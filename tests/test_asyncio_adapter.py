@@ -70,16 +70,18 @@ def test_server_stops_reading_when_handler_does_not_consume() -> None:
             received.append(message)
 
     async def main() -> None:
-        async with await serve("127.0.0.1", 0, stalled) as server:
-            async with connect(server.url, reconnect=NO_RECONNECT) as client:
-                for i in range(200):
-                    await client.send_text(f"m{i}")
-                await until(lambda: bool(sockets) and sockets[0]._reading_paused)
-                assert len(sockets[0]._inbox) >= 64
-                release.set()
-                await until(lambda: len(received) == 200)
-                assert received == [f"m{i}" for i in range(200)]
-                assert not sockets[0]._reading_paused
+        async with (
+            await serve("127.0.0.1", 0, stalled) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            for i in range(200):
+                await client.send_text(f"m{i}")
+            await until(lambda: bool(sockets) and sockets[0]._reading_paused)
+            assert len(sockets[0]._inbox) >= 64
+            release.set()
+            await until(lambda: len(received) == 200)
+            assert received == [f"m{i}" for i in range(200)]
+            assert not sockets[0]._reading_paused
 
     run_test(main)
 
@@ -91,12 +93,14 @@ def test_client_stops_reading_when_app_does_not_recv() -> None:
         await ws.recv()
 
     async def main() -> None:
-        async with await serve("127.0.0.1", 0, burst) as server:
-            async with connect(server.url, reconnect=NO_RECONNECT) as client:
-                await until(lambda: client._reading_paused)
-                got = [await client.recv(timeout=10) for _ in range(150)]
-                assert got == [f"b{i}" for i in range(150)]
-                assert not client._reading_paused
+        async with (
+            await serve("127.0.0.1", 0, burst) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            await until(lambda: client._reading_paused)
+            got = [await client.recv(timeout=10) for _ in range(150)]
+            assert got == [f"b{i}" for i in range(150)]
+            assert not client._reading_paused
 
     run_test(main)
 
@@ -113,22 +117,24 @@ def test_client_send_waits_while_the_transport_is_paused() -> None:
 
     async def main() -> None:
         chunk = b"x" * (512 * 1024)
-        async with await serve("127.0.0.1", 0, stalled) as server:
-            async with connect(server.url, reconnect=NO_RECONNECT) as client:
-                sent = 0
+        async with (
+            await serve("127.0.0.1", 0, stalled) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            sent = 0
 
-                async def sender() -> None:
-                    nonlocal sent
-                    for _ in range(120):
-                        await client.send_bytes(chunk)
-                        sent += 1
+            async def sender() -> None:
+                nonlocal sent
+                for _ in range(120):
+                    await client.send_bytes(chunk)
+                    sent += 1
 
-                task = asyncio.create_task(sender())
-                await until(lambda: not client._writable.is_set())
-                assert sent < 120  # the sender is held back by pause_writing
-                release.set()
-                await task
-                await until(lambda: count == 120)
+            task = asyncio.create_task(sender())
+            await until(lambda: not client._writable.is_set())
+            assert sent < 120  # the sender is held back by pause_writing
+            release.set()
+            await task
+            await until(lambda: count == 120)
 
     run_test(main)
 
@@ -210,28 +216,30 @@ def test_handlers_callbacks_and_iteration() -> None:
         routed.append(("async", envelope.type))
 
     async def main() -> None:
-        async with await serve("127.0.0.1", 0, echo) as server:
-            async with connect(server.url, reconnect=NO_RECONNECT) as client:
-                client.on("task.*", lambda env: routed.append(("sync", env.type)))
-                client.on("job", on_async)
-                client.on_event(events.append)
-                await client.send("task.done", {"n": 1})
-                await client.send("job", None)
-                await client.send_text("plain")
-                await client.send_bytes(b"raw")
-                got = []
-                async for message in client:
-                    got.append(message)
-                    if len(got) == 2:
-                        break
-                assert got == ["plain", b"raw"]
-                await until(lambda: len(routed) == 2)
-                assert routed == [("sync", "task.done"), ("async", "job")]
-                assert await client.ping() >= 0.0
-                assert client.stats().messages_out == 4
-            assert client.state is ClientState.CLOSED
-            with pytest.raises(ConnectionClosed):
-                await client.recv()
+        async with (
+            await serve("127.0.0.1", 0, echo) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            client.on("task.*", lambda env: routed.append(("sync", env.type)))
+            client.on("job", on_async)
+            client.on_event(events.append)
+            await client.send("task.done", {"n": 1})
+            await client.send("job", None)
+            await client.send_text("plain")
+            await client.send_bytes(b"raw")
+            got = []
+            async for message in client:
+                got.append(message)
+                if len(got) == 2:
+                    break
+            assert got == ["plain", b"raw"]
+            await until(lambda: len(routed) == 2)
+            assert routed == [("sync", "task.done"), ("async", "job")]
+            assert await client.ping() >= 0.0
+            assert client.stats().messages_out == 4
+        assert client.state is ClientState.CLOSED
+        with pytest.raises(ConnectionClosed):
+            await client.recv()
         assert any(isinstance(e, Disconnected) for e in events)
 
     run_test(main)
@@ -243,10 +251,12 @@ def test_request_timeout_raises() -> None:
             pass
 
     async def main() -> None:
-        async with await serve("127.0.0.1", 0, silent) as server:
-            async with connect(server.url, reconnect=NO_RECONNECT) as client:
-                with pytest.raises(RequestTimeout):
-                    await client.request("sum", {"a": 1}, timeout=0.05)
+        async with (
+            await serve("127.0.0.1", 0, silent) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            with pytest.raises(RequestTimeout):
+                await client.request("sum", {"a": 1}, timeout=0.05)
 
     run_test(main)
 
@@ -315,16 +325,18 @@ def test_echo_under_uvloop() -> None:
 
     async def main() -> str:
         assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-        async with await serve("127.0.0.1", 0, echo) as server:
-            async with connect(server.url) as client:
-                connected = await client.wait_for(lambda e: isinstance(e, Connected))
-                assert isinstance(connected, Connected)
-                await client.send_bytes(b"\x00" * 100_000)
-                assert await client.recv(timeout=10) == b"\x00" * 100_000
-                await client.send_text("uv")
-                reply = await client.recv(timeout=10)
-                assert isinstance(reply, str)
-                return reply
+        async with (
+            await serve("127.0.0.1", 0, echo) as server,
+            connect(server.url) as client,
+        ):
+            connected = await client.wait_for(lambda e: isinstance(e, Connected))
+            assert isinstance(connected, Connected)
+            await client.send_bytes(b"\x00" * 100_000)
+            assert await client.recv(timeout=10) == b"\x00" * 100_000
+            await client.send_text("uv")
+            reply = await client.recv(timeout=10)
+            assert isinstance(reply, str)
+            return reply
 
     assert run(main()) == "uv"
 
