@@ -134,8 +134,8 @@ class _Transport:
                     data = b"".join(self.final)
                     self.final.clear()
                 if data:
+                    await _pulse(self.progress)  # the core drained: senders may go on
                     await self.sock.sendall(data)
-                    await _pulse(self.progress)
                 elif self.closing:
                     return
                 else:
@@ -787,29 +787,31 @@ class ServerWebSocket:
             await self.close(code, "" if code == 1000 else "handler failed")
 
     async def _serve(self, sock: Any) -> None:
-        """The connection task: TLS handshake, then read until the transport is closed."""
+        """The connection task: TLS handshake, then read until the transport is closed.
+
+        The session's handshake deadline (kept by the timer task) also bounds TLS.
+        """
         self._transport.reader = await curio.current_task()
         timer = await curio.spawn(self._tick, daemon=True)
         try:
-            context = self._server.ssl
-            if context is not None:
-                timeout = self._server.hub.config.connection.handshake_timeout
-                sock = await curio.timeout_after(
-                    timeout, _wrap_tls(sock, context, None, server_side=True)
-                )
+            if self._server.ssl is not None:
+                try:
+                    sock = await _wrap_tls(sock, self._server.ssl, None, server_side=True)
+                except OSError as exc:
+                    log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
+                    await sock.close()
+                    return
             await self._transport.serve(sock)
+            await self._transport.shut()  # EOF or error: nothing more will be read
             await self._transport.done.wait()
             if self._handler_task is not None:
                 await self._handler_task.wait()
-        except (OSError, curio.TaskTimeout) as exc:  # TLS handshake failed or timed out
-            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
-            await sock.close()
         finally:
             await timer.cancel()
             if self._handler_task is not None:
                 await self._handler_task.cancel()
-            self._session.close(1001, now=_now())  # counts a dropped connection as closed
-            self._session.events()
+            self._session.receive_eof(_now())  # a connection cut short still ends (counters)
+            await self._after()
             await self._transport.abort()
 
 

@@ -1,0 +1,299 @@
+"""The curio adapter's own API, beyond the shared scenario suite.
+
+Each test runs one ``curio.run`` with a curio server and curio clients on 127.0.0.1 (or
+::1).  Waits are bounded by ``curio.timeout_after``; nothing asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import curio
+import pytest
+
+from tests.adapters.harness_curio import CurioHarness
+from zenws_adapters import curio as zc
+from zenws_adapters._errors import ConnectError, ConnectionClosed, QueueFull, RequestTimeout
+from zenws_core import (
+    ClientClosedError,
+    ClientState,
+    Disconnected,
+    Envelope,
+    GaveUp,
+    QueueConfig,
+    ReconnectConfig,
+)
+
+NO_RECONNECT = ReconnectConfig(enabled=False)
+
+
+def run(main: Callable[[], Awaitable[None]], timeout: float = 20) -> None:
+    async def bounded() -> None:
+        await curio.timeout_after(timeout, main)
+
+    curio.run(bounded)
+
+
+async def echo(ws: zc.ServerWebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_async_with_connect_and_serve_and_iteration_end() -> None:
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo) as server:
+            assert server.url == f"ws://127.0.0.1:{server.port}/"
+            async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("a")
+                await client.send_bytes(b"b")
+                await client.send_json({"c": 1})
+                got = [await client.recv(), await client.recv(), json.loads(await client.recv())]
+                assert got == ["a", b"b", {"c": 1}]
+                await client.send_text("last")
+            # the context manager closed the client: iteration yields what is left, then ends
+            assert client.state is ClientState.CLOSED
+            assert [m async for m in client] in ([], ["last"])
+            with pytest.raises(ConnectionClosed):
+                await client.recv()
+            with pytest.raises(ClientClosedError):
+                await client.send_text("too late")
+
+    run(main)
+
+
+def test_await_connect_and_await_serve() -> None:
+    async def main() -> None:
+        server = await zc.serve("127.0.0.1", 0, echo)
+        client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+        assert client.subprotocol is None
+        rtt = await client.ping()
+        assert rtt >= 0.0
+        await client.close(4000, "bye")
+        await server.shutdown()
+        await server.serve_forever()  # returns at once: the server is shut down
+        assert server.status().connections == 0
+
+    run(main)
+
+
+def test_handlers_consume_messages_and_raw_and_async_handlers_run_in_order() -> None:
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            chats: list[Any] = []
+            later: list[Any] = []
+            raw: list[Any] = []
+            done = curio.Event()
+
+            async def slow(envelope: Envelope) -> None:
+                await curio.sleep(0)
+                later.append(envelope.data)
+                if len(later) == 3:
+                    await done.set()
+
+            client.on("chat.*", chats.append)
+            client.on("job", slow)
+            client.on_raw(raw.append)
+            await client.send("chat.message", {"text": "hi"})
+            for i in range(3):
+                await client.send("job", i)
+            await client.send_text("not json")
+            await client.send("other", 1)  # no handler: goes to recv()
+            reply = json.loads(await client.recv(timeout=5))
+            assert reply["type"] == "other"
+            await curio.timeout_after(5, done.wait())
+            assert [e.data for e in chats] == [{"text": "hi"}]
+            assert later == [0, 1, 2]
+            assert raw == ["not json"]
+            await client.close()
+
+    run(main)
+
+
+def test_request_timeout_and_lifecycle_callbacks() -> None:
+    async def silent(ws: zc.ServerWebSocket) -> None:
+        async for _message in ws:
+            pass  # never answers
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, silent) as server:
+            seen: list[Any] = []
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            client.on_event(seen.append)
+            with pytest.raises(RequestTimeout):
+                await client.request("sum", [1, 2], timeout=0.2)
+            assert client.stats().requests_timed_out == 1
+            await client.close()
+            assert any(isinstance(e, Disconnected) for e in seen)
+
+    run(main)
+
+
+def test_refused_without_reconnect_raises_connect_error() -> None:
+    async def main() -> None:
+        with pytest.raises(ConnectError) as caught:
+            await zc.connect(f"ws://127.0.0.1:{free_port()}/", reconnect=NO_RECONNECT)
+        assert isinstance(caught.value.event, GaveUp)
+
+    run(main)
+
+
+def test_open_timeout_raises_connect_error() -> None:
+    async def main() -> None:
+        port = free_port()
+        with pytest.raises(ConnectError, match="not open within"):
+            await zc.connect(f"ws://127.0.0.1:{port}/", delays=[0.05] * 1000, open_timeout=0.3)
+
+    run(main)
+
+
+def test_queue_full_while_disconnected() -> None:
+    async def main() -> None:
+        client = await zc.connect(
+            f"ws://127.0.0.1:{free_port()}/",
+            wait_open=False,
+            delays=[0.05] * 1000,
+            queue=QueueConfig(max_messages=2),
+        )
+        await client.send_text("1")
+        await client.send_text("2")
+        with pytest.raises(QueueFull):
+            await client.send_text("3")
+        assert client.stats().queue_depth == 2
+        await client.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(("behaviour", "code"), [("return", 1000), ("raise", 1011)])
+def test_handler_end_closes_connection(behaviour: str, code: int) -> None:
+    async def handler(ws: zc.ServerWebSocket) -> None:
+        await ws.recv()
+        if behaviour == "raise":
+            raise RuntimeError("handler bug (expected by the test)")
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, handler) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            await client.send_text("go")
+            event = await client.wait_for(lambda e: isinstance(e, Disconnected), timeout=5)
+            assert isinstance(event, Disconnected)
+            assert event.code == code
+            await client.close()
+
+    run(main)
+
+
+def test_server_ping_and_close_from_handler() -> None:
+    results: list[Any] = []
+
+    async def handler(ws: zc.ServerWebSocket) -> None:
+        results.append(await ws.ping())
+        await ws.close(4005, "enough")
+        results.append((ws.close_code, ws.close_reason))
+        with pytest.raises(ConnectionClosed):
+            await ws.send("after close")
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, handler) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            event = await client.wait_for(lambda e: isinstance(e, Disconnected), timeout=5)
+            assert isinstance(event, Disconnected)
+            assert (event.code, event.reason) == (4005, "enough")
+            await client.close()
+
+    run(main)
+    assert isinstance(results[0], float)
+    assert results[1] == (4005, "")  # the client's echo: same code, no reason (7.1.2)
+
+
+def test_server_stops_reading_when_the_handler_does_not_consume() -> None:
+    """Backpressure end to end: the server stops reading, the client's writer pauses."""
+    size = 64 * 1024
+
+    async def main() -> None:
+        release = curio.Event()
+        received: list[bytes] = []
+
+        async def lazy(ws: zc.ServerWebSocket) -> None:
+            await release.wait()
+            async for message in ws:
+                if message == "end":
+                    await ws.send(str(len(received)))
+                    return
+                assert isinstance(message, bytes)
+                received.append(message)
+
+        async with zc.serve("127.0.0.1", 0, lazy) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            sent: list[int] = []
+            stop = False
+
+            async def produce() -> None:
+                while not stop:
+                    await client.send_bytes(bytes([len(sent) % 256]) * size)
+                    sent.append(len(sent))
+
+            producer = await curio.spawn(produce)
+            while not client._core.writing_paused:  # the server stopped reading
+                await curio.sleep(0.01)
+            stop = True
+            assert server.status().messages_in < len(sent)
+            await release.set()
+            await producer.join()  # its last send completes once the server reads again
+            await client.send_text("end")
+            assert await client.recv(timeout=10) == str(len(sent))
+            assert [m[0] for m in received] == [i % 256 for i in sent]
+            await client.close()
+
+    run(main, timeout=30)
+
+
+def test_shutdown_drops_connections_whose_handler_never_returns() -> None:
+    async def stuck(ws: zc.ServerWebSocket) -> None:
+        await curio.Event().wait()
+
+    async def main() -> None:
+        server = await zc.serve("127.0.0.1", 0, stuck)
+        client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+        await server.shutdown(timeout=0.2)
+        assert server.status().connections == 0
+        event = await client.wait_for(lambda e: isinstance(e, Disconnected), timeout=5)
+        assert isinstance(event, Disconnected)
+        assert event.code == 1001
+        await client.close()
+
+    run(main)
+
+
+def test_ipv6_loopback() -> None:
+    async def main() -> None:
+        async with zc.serve("::1", 0, echo) as server:
+            assert server.url == f"ws://[::1]:{server.port}/"
+            async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("six")
+                assert await client.recv(timeout=5) == "six"
+
+    run(main)
+
+
+def test_harness_teardown_stops_the_kernel_thread() -> None:
+    harness = CurioHarness()
+    server = harness.start_server()
+    client = harness.connect(server.url, reconnect=NO_RECONNECT)
+    client.send_text("x")
+    assert client.recv() == "x"
+    thread = harness.kernel.thread
+    harness.close_all()
+    assert not thread.is_alive()
+    assert server.record.closes == [(1000, "")]
