@@ -15,6 +15,8 @@ import curio
 import pytest
 
 from tests.adapters.harness_curio import CurioHarness
+from tests.support.certs import TestPKI
+from tests.support.proxy import HttpProxy
 from zenws_adapters import curio as zc
 from zenws_adapters._errors import ConnectError, ConnectionClosed, QueueFull, RequestTimeout
 from zenws_core import (
@@ -297,3 +299,32 @@ def test_harness_teardown_stops_the_kernel_thread() -> None:
     harness.close_all()
     assert not thread.is_alive()
     assert server.record.closes == [(1000, "")]
+
+
+def test_wss_through_http_connect_proxy_with_ssl_context(
+    pki: TestPKI, http_proxy: HttpProxy
+) -> None:
+    """Plain TCP to the proxy, CONNECT, then curio-side TLS over the tunnel (explicit ssl=)."""
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo, ssl=pki.server_context()) as server:
+            assert server.url.startswith("wss://")
+            async with zc.connect(
+                server.url, ssl=pki.client_context(), proxy=http_proxy.url, reconnect=NO_RECONNECT
+            ) as client:
+                await client.send_bytes(b"tunnelled")
+                assert await client.recv(timeout=5) == b"tunnelled"
+        assert http_proxy.connects(port=server.port)
+
+    run(main)
+
+
+def test_proxy_refusal_is_a_connect_failure(authenticated_http_proxy: HttpProxy) -> None:
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo) as server:
+            with pytest.raises(ConnectError):
+                await zc.connect(
+                    server.url, proxy=authenticated_http_proxy.url, reconnect=NO_RECONNECT
+                )
+
+    run(main)
