@@ -27,6 +27,7 @@ from zenws_core import (
     GaveUp,
     QueueConfig,
     ReconnectConfig,
+    ServerConfig,
 )
 
 NO_RECONNECT = ReconnectConfig(enabled=False)
@@ -328,3 +329,56 @@ def test_proxy_refusal_is_a_connect_failure(authenticated_http_proxy: HttpProxy)
                 )
 
     run(main)
+
+
+def test_hostname_resolution_and_config_with_overrides() -> None:
+    async def main() -> None:
+        config = ServerConfig(subprotocols=("a",))
+        async with zc.serve("127.0.0.1", 0, echo, config=config, max_connections=5) as server:
+            url = f"ws://localhost:{server.port}/"  # resolved through curio's getaddrinfo
+            async with zc.connect(url, subprotocols=("a",), reconnect=NO_RECONNECT) as client:
+                assert client.subprotocol == "a"
+
+    run(main)
+
+
+def test_plain_client_against_tls_server_fails_both_sides_cleanly(pki: TestPKI) -> None:
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo, ssl=pki.server_context()) as server:
+            url = server.url.replace("wss://", "ws://")
+            with pytest.raises(ConnectError):
+                await zc.connect(url, reconnect=NO_RECONNECT)
+            assert server.status().connections == 0
+
+    run(main)
+
+
+def test_failing_user_code_is_logged_and_the_client_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(envelope: Envelope) -> None:
+        raise ValueError("sync handler bug (expected by the test)")
+
+    async def broken_async(envelope: Envelope) -> None:
+        raise ValueError("async handler bug (expected by the test)")
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo) as server:
+            client = await zc.connect(
+                f"ws://127.0.0.1:{free_port()}/", wait_open=False, delays=[0.05] * 1000
+            )
+            with pytest.raises(ConnectionClosed):
+                await client.ping()  # not open yet
+            await client.close()
+            async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
+                client.on("a", broken)
+                client.on("b", broken_async)
+                await client.send("a")
+                await client.send("b")
+                await client.send_text("plain")
+                assert await client.recv(timeout=5) == "plain"
+
+    run(main)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("handler" in m and "failed" in m for m in messages)
+    assert any("async handler failed" in m for m in messages)
