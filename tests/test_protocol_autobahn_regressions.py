@@ -158,3 +158,46 @@ def test_local_fail_during_a_deferred_violation_wins() -> None:
     assert deadline is not None
     client.handle_timer(deadline)  # the EOF wait ends as usual
     assert client.should_close_transport
+
+
+# Autobahn 6.4.3 / 6.4.4: one text frame whose payload arrives in chops; the invalid UTF-8
+# sequence in the second chop must fail the connection before the rest of the frame arrives.
+FAIL_FAST_TEXT = bytes.fromhex("cebae1bdb9cf83cebcceb5f4908080656469746564")
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["server", "client"])
+@pytest.mark.parametrize("cut", [11, 12, 13, 14])
+def test_invalid_utf8_in_a_partial_text_frame_fails_fast(masked: bool, cut: int) -> None:
+    conn = open_server() if masked else open_client()
+    data = frame(0x1, FAIL_FAST_TEXT, key=RFC_KEY if masked else None)
+    head = len(data) - len(FAIL_FAST_TEXT)
+    conn.receive_data(data[: head + 11], 0.0)  # valid so far (cebae1bdb9cf83cebcceb5)
+    assert conn.events() == []
+    conn.receive_data(data[head + 11 : head + cut + 1], 0.0)  # f4 alone is still a prefix...
+    events = conn.events()
+    if cut < 12:
+        assert events == []
+        return
+    # ...but f4 90 can never become valid UTF-8 (above U+10FFFF): fail now, not at the end.
+    assert len(events) == 1
+    closed = events[0]
+    assert isinstance(closed, Closed)
+    assert closed.code == 1007
+
+
+def test_partial_text_frame_checked_across_many_reads() -> None:
+    server = open_server()
+    text = "zenws é ✓ 🙂 " * 200
+    data = frame(0x1, text.encode(), key=RFC_KEY)
+    for i in range(0, len(data), 7):  # every 7 bytes: split keys and multi-byte characters
+        server.receive_data(data[i : i + 7], 0.0)
+    assert server.events() == [MessageReceived(text)]
+    assert server.state is ConnectionState.OPEN
+
+
+def test_partial_binary_frame_is_not_checked() -> None:
+    server = open_server()
+    data = frame(0x2, b"\xf4\x90\x80\x80" * 10, key=RFC_KEY)
+    server.receive_data(data[:10], 0.0)
+    server.receive_data(data[10:], 0.0)
+    assert server.events() == [MessageReceived(b"\xf4\x90\x80\x80" * 10)]

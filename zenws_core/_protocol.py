@@ -51,7 +51,7 @@ from ._events import (
     Rejected,
     RequestReceived,
 )
-from ._frames import FIN, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RSV1, Framer
+from ._frames import FIN, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RSV1, Framer, mask
 from ._handshake import (
     accept_token,
     check_header,
@@ -213,6 +213,7 @@ class _Connection:
         "_should_close",
         "_state",
         "_streaming",
+        "_text_probe",
         "_utf8",
         "_wire_in",
         "_wire_out",
@@ -242,6 +243,8 @@ class _Connection:
         self._msg_parts: list[Any] = []
         self._msg_size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
+        #: (header, bytes checked, decoder) of a text frame buffered whole but still partial.
+        self._text_probe: tuple[Any, int, codecs.IncrementalDecoder] | None = None
         self._pings: dict[bytes, float] = {}
         self._close_sent = False
         self._closed: Closed | None = None
@@ -563,6 +566,8 @@ class _Connection:
                 self._message_piece(payload, frame.frame_finished and frame.message_finished)
             if max_size is not None:
                 self._check_pending_header(max_size)
+            if decoder.payload_required and decoder.header is not None:
+                self._check_partial_text(decoder)
         except _Violation as exc:
             self._violation(exc.code, exc.detail, now)
         except ParseFailed as exc:
@@ -627,6 +632,36 @@ class _Connection:
             self._utf8 = None
             self._messages_in += 1
             self._bytes_in += size
+
+    def _check_partial_text(self, decoder: Any) -> None:
+        """Fail fast on invalid UTF-8 in a text frame still arriving (RFC 6455 section 8.1).
+
+        Data frames are buffered whole before they are parsed; a single text frame that
+        arrives over several reads is meanwhile checked here, bytes not seen before only,
+        so an invalid sequence closes the connection (1007) without waiting for the rest
+        (Autobahn 6.4.3, 6.4.4).  Compressed frames are checked once inflated.
+        """
+        header = decoder.header
+        if header.opcode is not _TEXT or header.rsv[0]:
+            return
+        probe = self._text_probe
+        if probe is None or probe[0] is not header:
+            probe = (header, 0, _Utf8Decoder())
+        _, checked, utf8 = probe
+        inbox = decoder.buffer.buffer
+        available = len(inbox)
+        if available > checked:
+            chunk = bytes(inbox[checked:available])
+            key = decoder.mask_key
+            if key is not None:
+                rotation = checked & 3
+                chunk = mask(key[rotation:] + key[:rotation], chunk)
+            try:
+                utf8.decode(chunk, False)
+            except UnicodeDecodeError as exc:
+                raise _Violation(1007, f"invalid UTF-8 in text message: {exc}") from None
+            probe = (header, available, utf8)
+        self._text_probe = probe
 
     def _check_pending_header(self, max_size: int) -> None:
         """Refuse early a frame whose declared length already exceeds the limit."""
