@@ -252,11 +252,14 @@ class ClientDriver(_Inbox):
     def _closed(self) -> bool:
         return self._core.state is ClientState.CLOSED
 
-    def _dispatch_events(self) -> None:
-        """Drain the core's events into handlers, the inbox and waiters; then ``wake()``."""
+    def _dispatch_events(self) -> bool:
+        """Drain the core's events into handlers, the inbox and waiters; then ``wake()``.
+
+        Returns whether there were any.
+        """
         events = self._core.events()
         if not events:
-            return
+            return False
         for event in events:
             self._dispatch(event)
         if len(self._replies) > len(self._core.requests):  # close() cancels silently
@@ -265,6 +268,7 @@ class ClientDriver(_Inbox):
         if self._core.state is ClientState.CLOSED:
             self._end()
         self._hook_wake()
+        return True
 
     def _dispatch(self, event: ClientEvent) -> None:
         if isinstance(event, Routed):
@@ -424,11 +428,14 @@ class SessionDriver(_Inbox):
 
     # ------------------------------------------------------------------ for the adapter
 
-    def _dispatch_events(self) -> None:
-        """Drain the session's events: inbox, handler start, pongs, the final close."""
+    def _dispatch_events(self) -> bool:
+        """Drain the session's events: inbox, handler start, pongs, the final close.
+
+        Returns whether there were any.
+        """
         events = self._session.events()
         if not events:
-            return
+            return False
         for event in events:
             if isinstance(event, MessageReceived):
                 self._put(event.data)
@@ -443,6 +450,7 @@ class SessionDriver(_Inbox):
                 self.close_code, self.close_reason = event.code, event.reason
                 self._mark_closed()
         self._hook_wake()
+        return True
 
     def _mark_closed(self) -> None:
         """The connection is over: end iteration and fail pending pings."""

@@ -10,67 +10,48 @@ Reconnects, heartbeats, queueing and timeouts all stay in ``zenws_core``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import selectors
 import socket
 import ssl as _ssl
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from time import monotonic
 from typing import Any, TypeVar
 
 from zenws_core import (
-    ClientEvent,
-    ClientState,
-    ClientStats,
-    Closed,
-    Connected,
     ConnectionStateError,
-    Disconnected,
     Envelope,
-    GaveUp,
-    MessageDropped,
-    MessageReceived,
-    Opened,
     OpenTransport,
-    PongReceived,
     ReconnectingClient,
-    RequestReceived,
-    RequestTimedOut,
-    ResponseReceived,
-    Routed,
     ServerConfig,
     ServerSession,
-    ServerStatus,
-    default_classifier,
 )
-from zenws_core import ServerHub as _Hub
 
-from ._common import (
-    ConnectTunnel,
-    ProxyError,
-    build_client_config,
-    classify_os_error,
-    client_ssl_context,
-    proxy_for,
+from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
+from ._driver import INBOX_LIMIT as INBOX_LIMIT
+from ._driver import (
+    ClientDriver,
+    Handler,
+    Pending,
+    ServerDriver,
+    SessionDriver,
+    build_core,
+    call_user,
+    encode_json,
+    server_config,
 )
-from ._errors import ConnectError, ConnectionClosed, RequestTimeout
+from ._errors import ConnectionClosed
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
 log = logging.getLogger("zenws.sync")
 T = TypeVar("T")
-Handler = Callable[[Any], object]
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
 #: Bytes read per wake-up before timers get their turn (fairness, not a limit).
 _READ_BUDGET = 4 * 1024 * 1024
-#: Unconsumed messages a server connection buffers before it stops reading (backpressure).
-INBOX_LIMIT = 64
 
 
 def _describe(exc: BaseException) -> str:
@@ -84,7 +65,6 @@ class _Channel:
         self._lock = lock
         self._sock: socket.socket | None = None
         self._out = bytearray()
-        self._inbox: deque[str | bytes] = deque()
         self._calls: list[Callable[[], object]] = []  # user code, run outside the lock
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -108,7 +88,9 @@ class _Channel:
         raise NotImplementedError
 
     def _may_read(self) -> bool:
-        return True
+        return not self._reading_paused
+
+    _reading_paused: bool
 
     # the engine
     def _wake(self) -> None:
@@ -117,8 +99,8 @@ class _Channel:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 
-    def _wait_for(self, take: Callable[[], T | None], timeout: float | None) -> T | None:
-        """Drive I/O until ``take()`` (called under the lock) returns a result, or time is up."""
+    def _wait_for(self, take: Callable[[], T], timeout: float | None) -> T:
+        """Drive I/O until ``take()`` (called under the lock) is not None, or time is up (None)."""
         end = None if timeout is None else monotonic() + timeout
         while True:
             self._run_calls()
@@ -128,7 +110,7 @@ class _Channel:
                 return result
             remaining = None if end is None else end - monotonic()
             if remaining is not None and remaining <= 0:
-                return None
+                return result  # None: time is up
             self._step(remaining)
 
     def _step(self, limit: float | None) -> None:
@@ -238,10 +220,15 @@ class _Channel:
         with self._lock:
             calls, self._calls = self._calls, []
         for call in calls:
-            try:
-                call()
-            except Exception:
-                log.exception("zenws: a handler raised")
+            call()
+
+    def _later(self, handler: Handler, argument: Any) -> None:
+        """User code runs outside the lock, in the thread that waits next."""
+        self._calls.append(partial(call_user, handler, argument))
+
+    def _reading(self, paused: bool) -> None:
+        if not paused:
+            self._wake()  # a thread in select() should read again
 
     def _release(self) -> None:
         if not self._waiters:
@@ -252,7 +239,7 @@ class _Channel:
 # --------------------------------------------------------------------------- client
 
 
-class Client(_Channel):
+class Client(_Channel, ClientDriver):
     """A reconnecting WebSocket client over blocking sockets (see ``connect``)."""
 
     def __init__(
@@ -262,19 +249,13 @@ class Client(_Channel):
         ssl: _ssl.SSLContext | None = None,
         proxy: str | None = None,
     ) -> None:
-        super().__init__(threading.RLock())
-        self._core = core
+        _Channel.__init__(self, threading.RLock())
+        ClientDriver.__init__(
+            self, core, clock=monotonic, wake=self._wake, reading=self._reading, run=self._later
+        )
         self._ssl = ssl
         self._proxy = proxy
         self._generation = 0
-        self._responses: dict[str, Envelope | RequestTimedOut | MessageDropped] = {}
-        self._pongs: dict[bytes, float] = {}
-        self._listeners: list[Callable[[ClientEvent], object]] = []
-        #: Every lifecycle event so far (messages and replies are not kept here).
-        self.events_seen: list[ClientEvent] = []
-        self._subprotocol: str | None = None
-        self._last_close: tuple[int | None, str] = (None, "")
-        self._opened = False
 
     # ------------------------------------------------------------ core hooks
     def _deadline(self) -> float | None:
@@ -297,16 +278,14 @@ class Client(_Channel):
         while True:
             self._out += core.data_to_send()
             self._write(now)
-            actions, events = core.actions(), core.events()
-            if not actions and not events:
-                return
+            actions = core.actions()
             for action in actions:
                 if isinstance(action, OpenTransport):
                     self._open(action)
                 elif action.generation == self._generation:
                     self._close_socket(flush=True)
-            for event in events:
-                self._dispatch(event)
+            if not self._dispatch_events() and not actions:
+                return
 
     def _open(self, action: OpenTransport) -> None:
         self._close_socket(flush=False)
@@ -350,32 +329,6 @@ class Client(_Channel):
             raise
         return sock, leftover
 
-    def _dispatch(self, event: ClientEvent) -> None:
-        for listener in self._listeners:
-            self._calls.append(partial(listener, event))
-        if isinstance(event, Routed):
-            if not event.handlers:
-                self._inbox.append(event.data)
-            arg = event.envelope if event.envelope is not None else event.data
-            self._calls.extend(partial(handler, arg) for handler in event.handlers)
-            return
-        if isinstance(event, ResponseReceived):
-            self._responses[event.request_id] = event.envelope
-            return
-        self.events_seen.append(event)
-        if isinstance(event, RequestTimedOut | MessageDropped) and event.request_id is not None:
-            self._responses[event.request_id] = event
-        elif isinstance(event, PongReceived) and event.round_trip is not None:
-            self._pongs[event.payload] = event.round_trip
-        elif isinstance(event, Connected):
-            self._opened = True
-            self._subprotocol = event.subprotocol
-        elif isinstance(event, Disconnected):
-            self._last_close = (event.code, event.reason)
-
-    def _closed(self) -> bool:
-        return self._core.state is ClientState.CLOSED
-
     def _call(self, action: Callable[[float], T]) -> T:
         """An application call on the core, then its bytes written (blocking, like sendall)."""
         with self._lock:
@@ -402,47 +355,25 @@ class Client(_Channel):
 
     def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id and wait for the reply carrying that id."""
-        rid = self._call(lambda now: self._core.request(type, data, now=now, timeout=timeout))
-        result = self._wait_for(
-            lambda: self._responses.pop(rid, None) or (False if self._closed() else None), None
+        reply: Pending[Envelope] = Pending()
+        self._call(
+            lambda now: self._expect_reply(
+                self._core.request(type, data, now=now, timeout=timeout), reply
+            )
         )
-        if isinstance(result, Envelope):
-            return result
-        if isinstance(result, RequestTimedOut):
-            raise RequestTimeout(rid, type, result.timeout)
-        if isinstance(result, MessageDropped):
-            raise ConnectionClosed(None, f"request dropped: {result.detail}")
-        raise ConnectionClosed(*self._last_close)
-
-    def on(self, pattern: str, handler: Handler) -> None:
-        """Call ``handler(envelope)`` for envelopes of a type: ``"a.b"``, ``"a.*"`` or ``"*"``.
-
-        Messages handled here are not also returned by ``recv``.
-        """
-        self._core.router.on(pattern, handler)
-
-    def on_raw(self, handler: Handler) -> None:
-        """Call ``handler(message)`` for messages that are not JSON envelopes."""
-        self._core.router.on_raw(handler)
-
-    def on_event(self, callback: Callable[[ClientEvent], object]) -> None:
-        """Call ``callback(event)`` with every ``ClientEvent``."""
-        self._listeners.append(callback)
+        return self._result(reply, None)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message no handler took; ``TimeoutError``; ``ConnectionClosed`` at the end."""
-
-        def take() -> tuple[str | bytes] | tuple[()] | None:
-            if self._inbox:
-                return (self._inbox.popleft(),)
-            return () if self._closed() else None
-
-        result = self._wait_for(take, timeout)
+        result = self._wait_for(self._take, timeout)
         if result is None:
             raise TimeoutError(f"no message within {timeout}s")
-        if not result:
-            raise ConnectionClosed(*self._last_close)
-        return result[0]
+        return result
+
+    def _result(self, waiter: Pending[T], timeout: float | None) -> T:
+        if self._wait_for(lambda: True if waiter.done() else None, timeout) is None:
+            raise TimeoutError(f"no answer within {timeout}s")
+        return waiter.result()
 
     def __iter__(self) -> Iterator[str | bytes]:
         while True:
@@ -458,19 +389,7 @@ class Client(_Channel):
 
     def ping(self, timeout: float | None = None) -> float:
         """Ping the server and return the round trip in seconds."""
-        payload = self._call(lambda now: self._core.ping(now=now))
-        if payload is None:
-            raise ConnectionClosed(*self._last_close)
-        open_ = ClientState.OPEN
-        rtt = self._wait_for(
-            lambda: self._pongs.pop(payload, None) or (-1.0 if self._core.state != open_ else None),
-            timeout,
-        )
-        if rtt is None:
-            raise TimeoutError(f"no pong within {timeout}s")
-        if rtt < 0:
-            raise ConnectionClosed(*self._last_close)
-        return rtt
+        return self._result(self._call(lambda now: self._start_ping(Pending[float]())), timeout)
 
     def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
@@ -479,22 +398,10 @@ class Client(_Channel):
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2), waiting for the closing handshake."""
         self._call(lambda now: self._core.close(code, reason, now=now))
-        self._wait_for(lambda: True if self._closed() else None, None)
+        self._wait_for(lambda: True if self._closed else None, None)
         with self._lock:
             self._close_socket(flush=True)
             self._release()
-
-    def stats(self) -> ClientStats:
-        with self._lock:
-            return self._core.stats(monotonic())
-
-    @property
-    def state(self) -> ClientState:
-        return self._core.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._subprotocol
 
     def __enter__(self) -> Client:
         return self
@@ -510,71 +417,48 @@ def connect(
     proxy: str | None = None,
     wait_open: bool = True,
     open_timeout: float | None = None,
-    rng: Any = None,
-    delays: Any = None,
-    mask_source: Any = None,
-    classifier: Any = None,
-    id_factory: Any = None,
     **options: Any,
 ) -> Client:
     """Start a client; with ``wait_open`` return once connected (``ConnectError`` if it gives up).
 
-    ``options`` are ``ClientConfig`` fields (or ``config=``); ``ssl`` overrides the context
+    ``options`` are ``ClientConfig`` fields (or ``config=``) and the core's ``rng``,
+    ``delays``, ``mask_source``, ``classifier``, ``id_factory``; ``ssl`` overrides the context
     made from ``tls=TLSConfig(...)``; ``proxy`` is an ``http://`` CONNECT proxy URL.
     """
-    core: ReconnectingClient[Handler] = ReconnectingClient(
-        build_client_config(url, options),
-        rng=rng,
-        delays=delays,
-        mask_source=mask_source,
-        classifier=classifier or default_classifier,
-        id_factory=id_factory,
-    )
-    client = Client(core, ssl=ssl, proxy=proxy)
-    client._call(lambda now: core.start(now))
-    if not wait_open:
-        return client
-    opened = client._wait_for(
-        lambda: True if client._opened else (False if client._closed() else None), open_timeout
-    )
-    if opened:
-        return client
-    client.close()
-    gave_up = next((e for e in reversed(client.events_seen) if isinstance(e, GaveUp)), None)
-    if gave_up is not None:
-        detail = gave_up.failure.detail
-        raise ConnectError(f"could not connect to {url}: {gave_up.reason} ({detail})", gave_up)
-    raise ConnectError(f"could not connect to {url} within {open_timeout}s")
+    client = Client(build_core(url, options), ssl=ssl, proxy=proxy)
+    opened = client._open_waiter(Pending[None]()) if wait_open else None
+    client._call(lambda now: client._core.start(now))
+    if opened is not None:
+        try:
+            client._result(opened, open_timeout)
+        except TimeoutError:
+            client.close()
+            raise client._open_timed_out(open_timeout) from None
+    return client
 
 
 # --------------------------------------------------------------------------- server
 
 
-class ServerWebSocket(_Channel):
+class ServerWebSocket(_Channel, SessionDriver):
     """One open server-side WebSocket, for a handler running in its own thread."""
 
     def __init__(
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
-        super().__init__(server._lock)
+        _Channel.__init__(self, server._lock)
+        SessionDriver.__init__(
+            self,
+            session,
+            clock=monotonic,
+            wake=self._wake,
+            opened=self._open,
+            reading=self._reading,
+        )
         self._sock = sock
-        self._session = session
         self.remote_address = address
-        self.request: RequestReceived | None = None
-        self.subprotocol: str | None = None
-        self.close_code: int | None = None
-        self.close_reason = ""
         self._opened = False
         self._closing = False  # read past the inbox limit: the close frame must get through
-        self._pongs: dict[bytes, float] = {}
-
-    @property
-    def path(self) -> str:
-        return self.request.path if self.request is not None else ""
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self.request.headers) if self.request is not None else {}
 
     # ------------------------------------------------------------ core hooks
     def _deadline(self) -> float | None:
@@ -590,7 +474,10 @@ class ServerWebSocket(_Channel):
         self._session.handle_timer(now)
 
     def _may_read(self) -> bool:
-        return len(self._inbox) < INBOX_LIMIT or self._closing
+        return not self._reading_paused or self._closing
+
+    def _open(self) -> None:
+        self._opened = True
 
     def _process(self, now: float) -> None:
         session = self._session
@@ -599,19 +486,8 @@ class ServerWebSocket(_Channel):
             self._write(now)
             if session.should_close_transport:
                 self._close_socket(flush=True)  # RFC 6455 section 7.1.1: the server closes TCP
-            events = session.events()
-            if not events:
+            if not self._dispatch_events():
                 return
-            for event in events:
-                if isinstance(event, MessageReceived):
-                    self._inbox.append(event.data)
-                elif isinstance(event, Opened):
-                    self._opened, self.subprotocol = True, event.subprotocol
-                    self.request = session.request
-                elif isinstance(event, PongReceived) and event.round_trip is not None:
-                    self._pongs[event.payload] = event.round_trip
-                elif isinstance(event, Closed):
-                    self.close_code, self.close_reason = event.code, event.reason
 
     def _call(self, action: Callable[[float], T]) -> T:
         with self._lock:
@@ -627,31 +503,23 @@ class ServerWebSocket(_Channel):
     # ------------------------------------------------------------ public API
     def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message, blocking until it is written."""
-        self._call(lambda now: self._session.send(message))
+        self._call(lambda now: self._send_message(message))
 
     def send_text(self, text: str) -> None:
-        self._call(lambda now: self._session.send_text(text))
+        self.send(str(text))
 
     def send_bytes(self, data: bytes) -> None:
-        self._call(lambda now: self._session.send_bytes(data))
+        self.send(bytes(data))
 
     def send_json(self, obj: Any) -> None:
-        self.send_text(json.dumps(obj, separators=(",", ":")))
+        self.send(encode_json(obj))
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message; ``TimeoutError``, or ``ConnectionClosed`` once the connection ends."""
-
-        def take() -> tuple[str | bytes] | tuple[()] | None:
-            if self._inbox:
-                return (self._inbox.popleft(),)
-            return () if self._sock is None or self.close_code is not None else None
-
-        result = self._wait_for(take, timeout)
+        result = self._wait_for(self._take, timeout)
         if result is None:
             raise TimeoutError(f"no message within {timeout}s")
-        if not result:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        return result[0]
+        return result
 
     def __iter__(self) -> Iterator[str | bytes]:
         while True:
@@ -662,25 +530,19 @@ class ServerWebSocket(_Channel):
 
     def ping(self, timeout: float | None = None) -> float:
         """Ping the client and return the round trip in seconds."""
-        payload = self._call(lambda now: self._session.ping(now=now))
-        rtt = self._wait_for(
-            lambda: self._pongs.pop(payload, None) or (-1.0 if self._sock is None else None),
-            timeout,
-        )
-        if rtt is None:
+        pong = self._call(lambda now: self._start_ping(Pending[float]()))
+        if self._wait_for(lambda: True if pong.done() else None, timeout) is None:
             raise TimeoutError(f"no pong within {timeout}s")
-        if rtt < 0:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        return rtt
+        return pong.result()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close (RFC 6455 section 7.1.2) and wait until the transport is closed."""
         with self._lock:
             self._closing = True
-            self._session.close(code, reason, now=monotonic())
+            self._start_close(code, reason)
             self._process(monotonic())
         self._wake()
-        self._wait_for(lambda: True if self._sock is None else None, None)
+        self._wait_for(self._gone, None)
 
     def _gone(self) -> bool | None:
         return True if self._sock is None else None
@@ -693,7 +555,7 @@ class ServerWebSocket(_Channel):
                 self._process(monotonic())
 
 
-class Server:
+class Server(ServerDriver):
     """A running server: accept loop in a background thread, one thread per connection."""
 
     def __init__(
@@ -703,12 +565,12 @@ class Server:
         config: ServerConfig,
         ssl: _ssl.SSLContext | None,
     ) -> None:
+        super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._lock = threading.RLock()
         self._listener = listener
         self._handler = handler
         self._ssl = ssl
         self.config = config
-        self.hub = _Hub(config, now=monotonic())
         self.host, self.port = listener.getsockname()[:2]
         self._conns: set[ServerWebSocket] = set()
         self._threads: set[threading.Thread] = set()
@@ -717,16 +579,6 @@ class Server:
         self._accepter = threading.Thread(target=self._accept_loop, name="zenws-accept")
         self._accepter.daemon = True
         self._accepter.start()
-
-    @property
-    def url(self) -> str:
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
-        host = f"[{host}]" if ":" in host else host
-        return f"{'wss' if self._ssl else 'ws'}://{host}:{self.port}/"
-
-    def status(self) -> ServerStatus:
-        with self._lock:
-            return self.hub.status(monotonic())
 
     def _accept_loop(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -763,9 +615,12 @@ class Server:
             if ws._opened:
                 try:
                     self._handler(ws)
-                except Exception:
-                    log.exception("zenws: connection handler raised")
-                    ws.close(1011, "handler error")
+                except Exception as exc:
+                    with self._lock:
+                        ws._handler_done(exc)
+                else:
+                    with self._lock:
+                        ws._handler_done(None)
             ws.close()
         except OSError as exc:
             log.debug("zenws: connection from %s ended: %s", address, exc)
@@ -788,11 +643,10 @@ class Server:
             self._accepter.join()
             self._listener.close()
         with self._lock:
-            self.hub.shutting_down = True
             conns = list(self._conns)
+            self._begin_shutdown(conns, timeout)
             for ws in conns:
                 ws._closing = True
-                ws._session.shutdown(now=monotonic())
                 ws._process(monotonic())
                 ws._wake()
         for ws in conns:  # drive them from here too: a busy handler may not be reading
@@ -830,7 +684,7 @@ def serve(
     ``GET /status``.  When the handler returns the connection closes with 1000; if it
     raises, with 1011.
     """
-    config = dataclasses.replace(config or ServerConfig(), **options)
+    config = server_config(config, options)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=1024)
     listener.setblocking(False)
