@@ -150,12 +150,15 @@ class _Channel:
         with self._lock:
             self._drain_wake()
             now = monotonic()
+            # Only deadlines due before this read fire in this step: one the bytes below set
+            # (a violation right after complete messages) waits one step, so the caller gets
+            # those messages first and can answer them in wire order (RFC 6455 section 7.1.7).
+            deadline = self._deadline()
             if sock is not None and sock is self._sock:
                 if ready & _WRITE:
                     self._write(now)
                 if ready & _READ or (mask & _READ and wait == 0.0):
                     self._read(sock, now)
-            deadline = self._deadline()
             if deadline is not None and now >= deadline:
                 self._timer(now)
             self._process(now)
