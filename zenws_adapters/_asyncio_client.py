@@ -12,6 +12,7 @@ import asyncio
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import monotonic
 from typing import Any
 
 from zenws_core import (
@@ -97,9 +98,9 @@ class Client(ClientDriver, _Changes):
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         super().__init__(
-            core, clock=loop.time, wake=self._wake, reading=self._pause, run=self._call
+            core, clock=monotonic, wake=self._wake, reading=self._pause, run=self._call
         )
         self._ssl, self._proxy = ssl, proxy
         self._transport: asyncio.Transport | None = None
@@ -135,7 +136,7 @@ class Client(ClientDriver, _Changes):
         reply: asyncio.Future[Envelope] = self._loop.create_future()
         try:
             self._expect_reply(
-                self._core.request(type, data, now=self._loop.time(), timeout=timeout), reply
+                self._core.request(type, data, now=monotonic(), timeout=timeout), reply
             )
         finally:
             self._drive()
@@ -167,12 +168,12 @@ class Client(ClientDriver, _Changes):
 
     async def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
-        self._core.reconnect(self._loop.time())
+        self._core.reconnect(monotonic())
         self._drive()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (no reconnection) and wait until the transport is gone."""
-        self._core.close(code, reason, now=self._loop.time())
+        self._core.close(code, reason, now=monotonic())
         self._drive()
         while self._core.state is not ClientState.CLOSED:
             await self._change()
@@ -202,15 +203,15 @@ class Client(ClientDriver, _Changes):
         if generation != self._generation or self._transport is None:
             return
         if data is None:
-            self._core.receive_eof(self._loop.time())
+            self._core.receive_eof(monotonic())
         else:
-            self._core.receive_data(data, self._loop.time())
+            self._core.receive_data(data, monotonic())
         self._drive()
 
     def _lost(self, generation: int, exc: Exception | None) -> None:
         if generation == self._generation and self._transport is not None:
             self._transport = None
-            self._core.connection_lost(str(exc) if exc else None, self._loop.time())
+            self._core.connection_lost(str(exc) if exc else None, monotonic())
             self._drive()
 
     async def _open(self, action: OpenTransport) -> None:
@@ -252,7 +253,7 @@ class Client(ClientDriver, _Changes):
                 raise
             if generation == self._generation:
                 message = str(exc) or type(exc).__name__
-                self._core.connection_failed(message, loop.time(), **classify_os_error(exc))
+                self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
                 self._drive()
             return
         finally:
@@ -260,9 +261,9 @@ class Client(ClientDriver, _Changes):
         self._transport = transport
         if self._reading_paused:  # the inbox is still full from the last connection
             transport.pause_reading()
-        self._core.connection_made(loop.time())
+        self._core.connection_made(monotonic())
         if rest:
-            self._core.receive_data(rest, loop.time())
+            self._core.receive_data(rest, monotonic())
         self._drive()
 
     # ------------------------------------------------------------------ the driver
@@ -288,7 +289,11 @@ class Client(ClientDriver, _Changes):
                 if self._timer is not None:
                     self._timer.cancel()
                 self._timer_at = deadline
-                self._timer = None if deadline is None else self._loop.call_at(deadline, self._tick)
+                self._timer = (
+                    None
+                    if deadline is None
+                    else self._loop.call_later(max(0.0, deadline - monotonic()), self._tick)
+                )
         finally:
             self._driving = False
 
@@ -307,7 +312,7 @@ class Client(ClientDriver, _Changes):
 
     def _tick(self) -> None:
         self._timer = self._timer_at = None
-        self._core.handle_timer(self._loop.time())
+        self._core.handle_timer(monotonic())
         self._drive()
 
     def _pause(self, paused: bool) -> None:
@@ -323,7 +328,7 @@ class Client(ClientDriver, _Changes):
     async def _submit(self, method: Callable[..., Any], *args: Any) -> None:
         await self._ready()
         try:
-            method(*args, now=self._loop.time())
+            method(*args, now=monotonic())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
             self._drive()
 
@@ -363,7 +368,7 @@ def connect(
     async def start() -> Client:
         client = Client(core, ssl, proxy)
         opened = client._open_waiter(client._loop.create_future()) if wait_open else None
-        core.start(client._loop.time())
+        core.start(monotonic())
         client._drive()
         if opened is not None:
             try:
@@ -375,3 +380,14 @@ def connect(
         return client
 
     return Opening(start)
+
+
+def _arm(
+    loop: asyncio.AbstractEventLoop, deadline: float, tick: Callable[[], None]
+) -> asyncio.TimerHandle:
+    """A timer at ``deadline`` on the ``time.monotonic`` scale the core runs on.
+
+    ``loop.time()`` is not used as the core's clock: under uvloop it has millisecond
+    resolution, too coarse for round-trip figures.
+    """
+    return loop.call_later(max(0.0, deadline - monotonic()), tick)

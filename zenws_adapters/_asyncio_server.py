@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import monotonic
 from typing import Any, cast
 
 from zenws_core import ServerConfig
@@ -27,10 +28,10 @@ class ServerWebSocket(SessionDriver, _Changes, asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        self._loop = loop = server._loop
-        session = server.hub.session(loop.time())
+        self._loop = server._loop
+        session = server.hub.session(monotonic())
         super().__init__(
-            session, clock=loop.time, wake=self._wake, opened=self._opened, reading=self._pause
+            session, clock=monotonic, wake=self._wake, opened=self._opened, reading=self._pause
         )
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -100,17 +101,17 @@ class ServerWebSocket(SessionDriver, _Changes, asyncio.Protocol):
         self._drive()
 
     def data_received(self, data: bytes) -> None:
-        self._session.receive_data(data, self._loop.time())
+        self._session.receive_data(data, monotonic())
         self._drive()
 
     def eof_received(self) -> bool | None:
-        self._session.receive_eof(self._loop.time())
+        self._session.receive_eof(monotonic())
         self._drive()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._session.receive_eof(self._loop.time())
+        self._session.receive_eof(monotonic())
         self._drive()
         if self._timer is not None:
             self._timer.cancel()
@@ -139,11 +140,15 @@ class ServerWebSocket(SessionDriver, _Changes, asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = deadline
-            self._timer = None if deadline is None else self._loop.call_at(deadline, self._tick)
+            self._timer = (
+                None
+                if deadline is None
+                else self._loop.call_later(max(0.0, deadline - monotonic()), self._tick)
+            )
 
     def _tick(self) -> None:
         self._timer = self._timer_at = None
-        self._session.handle_timer(self._loop.time())
+        self._session.handle_timer(monotonic())
         self._drive()
 
     def _pause(self, paused: bool) -> None:
@@ -176,7 +181,7 @@ class Server(ServerDriver):
         ssl: _ssl.SSLContext | None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        super().__init__(config, clock=self._loop.time, secure=ssl is not None)
+        super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._handler = handler
         self.ssl = ssl
         self._connections: set[ServerWebSocket] = set()
