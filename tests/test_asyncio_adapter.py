@@ -341,5 +341,19 @@ def test_echo_under_uvloop() -> None:
     assert run(main()) == "uv"
 
 
+def test_ping_round_trip_is_measured_finely_under_uvloop() -> None:
+    """uvloop's loop.time() ticks in milliseconds; a loopback ping must not read as 0."""
+
+    async def main() -> list[float]:
+        async with (
+            await serve("127.0.0.1", 0, echo) as server,
+            connect(server.url) as client,
+        ):
+            return [await client.ping() for _ in range(5)]
+
+    rtts = run(main())
+    assert all(0.0 < rtt < 1.0 for rtt in rtts), rtts
+
+
 def test_client_type_is_exported() -> None:
     assert Client.__module__.startswith("zenws_adapters")
