@@ -50,7 +50,7 @@ from ._heartbeat import (
     RoundTripSnapshot,
     SendPing,
 )
-from ._protocol import ClientConnection, ConnectionState
+from ._protocol import ClientConnection, ConnectionState, ConnectionStats
 from ._queue import DropCause, Dropped, OutboundQueue, QueueConfig, QueuedMessage, QueueFull
 from ._router import Envelope, MessageRouter, RequestTracker, encode_envelope
 from ._url import WebSocketURL, parse_url
@@ -766,8 +766,19 @@ class ReconnectingClient(Generic[H]):
             data = self._conn.data_to_send()
             if data:
                 self._out.append(data)
-        self._conn = None
+        self._detach()
         self._actions.append(CloseTransport(self._generation, reason))
+
+    def _detach(self) -> None:
+        """Forget the current protocol connection, keeping its counters in the totals."""
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            stats = conn.stats()
+            self._messages_in += stats.messages_in
+            self._messages_out += stats.messages_out
+            self._bytes_in += stats.bytes_in
+            self._bytes_out += stats.bytes_out
 
     def _submit(
         self, payload: str | bytes, now: float, *, ttl: float | None, tag: str | None
@@ -807,8 +818,6 @@ class ReconnectingClient(Generic[H]):
             conn.send_text(message.payload)
         else:
             conn.send_bytes(message.payload)
-        self._messages_out += 1
-        self._bytes_out += message.size
         self._last_written = message.seq
         unconfirmed = self._unconfirmed
         unconfirmed.append(message)
@@ -884,15 +893,17 @@ class ReconnectingClient(Generic[H]):
             failure = self._pending_failure
             self._pending_failure = None
             if transport_gone:
-                self._conn = None
+                self._detach()
             else:
                 self._drop_transport("connection closed")
             if failure is not None:
                 self._finish(failure, now)
 
     def _on_message(self, data: str | bytes, now: float) -> None:
-        self._messages_in += 1
-        self._bytes_in += _size(data)
+        if not self.router.has_handlers and not self.requests:
+            # Nothing to route to and no reply awaited: skip decoding the envelope.
+            self._events.append(Routed(data, None, ()))
+            return
         route = self.router.route(data)
         envelope = route.envelope
         if envelope is not None and envelope.id is not None and len(self.requests):
@@ -991,7 +1002,7 @@ class ReconnectingClient(Generic[H]):
 
     def _finish(self, failure: Failure, now: float) -> None:
         """A transport is gone: reconnect later, or stop for good."""
-        self._conn = None
+        self._detach()
         self._connect_deadline = None
         if self._app_closed or failure.kind is FailureKind.LOCAL_CLOSE:
             self._transition(ClientState.CLOSED)
@@ -1032,6 +1043,7 @@ class ReconnectingClient(Generic[H]):
     # ------------------------------------------------------------------ stats
 
     def stats(self, now: float) -> ClientStats:
+        live = self._conn.stats() if self._conn is not None else ConnectionStats()
         return ClientStats(
             state=self._state,
             url=self.config.url,
@@ -1041,10 +1053,10 @@ class ReconnectingClient(Generic[H]):
             connections=self._connections,
             attempts=self._attempts,
             reconnect_attempt=self.policy.attempt,
-            messages_in=self._messages_in,
-            messages_out=self._messages_out,
-            bytes_in=self._bytes_in,
-            bytes_out=self._bytes_out,
+            messages_in=self._messages_in + live.messages_in,
+            messages_out=self._messages_out + live.messages_out,
+            bytes_in=self._bytes_in + live.bytes_in,
+            bytes_out=self._bytes_out + live.bytes_out,
             queue_depth=len(self.queue),
             queue_bytes=self.queue.bytes,
             drops=dict(self._drops),

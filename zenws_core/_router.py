@@ -308,6 +308,11 @@ class MessageRouter(Generic[H]):
             if handler not in found:
                 found.append(handler)
 
+    @property
+    def has_handlers(self) -> bool:
+        """Whether any handler (exact, prefix, default or raw) is registered."""
+        return bool(self._exact or self._prefix or self._default or self._raw)
+
     def route_envelope(self, envelope: Envelope) -> Route[H]:
         """Route an already decoded envelope (e.g. one that matched no pending request)."""
         return Route(envelope, self.handlers_for(envelope.type))
