@@ -15,6 +15,7 @@ import selectors
 import socket
 import ssl as _ssl
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from time import monotonic
@@ -60,6 +61,8 @@ def _describe(exc: BaseException) -> str:
 
 class _Channel:
     """One socket, driven by whichever thread waits on it; ``lock`` guards socket and core."""
+
+    _inbox: deque[str | bytes]  # the driver's (ClientDriver / SessionDriver)
 
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
@@ -186,6 +189,10 @@ class _Channel:
             budget -= len(data)
             self._feed(data, now)
             self._process(now)
+            if self._inbox:
+                # Hand these messages to the caller before reading on: bytes after them may
+                # fail the connection, and the caller may still answer them first.
+                return
 
     def _write(self, now: float) -> None:
         sock = self._sock
