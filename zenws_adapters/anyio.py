@@ -2,24 +2,21 @@
 
 One background task per client or server connection moves bytes between an anyio byte
 stream and the core, sleeps until the core's next deadline (``CancelScope(deadline=...)``)
-and calls user code.  Reconnects, heartbeats, queueing, routing and timeouts are the
-core's.  Writers send through ``await stream.send(...)`` under one lock, so a slow peer
-slows the sender down (backpressure).  Internal task groups never leak an
-``ExceptionGroup``: user handler errors are logged, transport errors become core news.
+and calls user code.  Event dispatch, waiters and the inbox are the shared ``_driver``'s;
+reconnects, heartbeats, queueing, routing and timeouts the core's.  Writers send through
+``await stream.send(...)`` under one lock, so a slow peer slows the sender down
+(backpressure).  Internal task groups never leak an ``ExceptionGroup``: user handler
+errors are logged, transport errors become core news.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
-import logging
 import math
 import ssl as _ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,65 +26,41 @@ from anyio.streams.tls import TLSListener, TLSStream
 from zenws_core import (
     ClientEvent,
     ClientState,
-    ClientStats,
-    Closed,
     CloseTransport,
-    Connected,
-    Disconnected,
     Envelope,
-    GaveUp,
-    MessageDropped,
-    MessageReceived,
-    Opened,
     OpenTransport,
-    PongReceived,
     ReconnectingClient,
-    RequestReceived,
-    RequestTimedOut,
-    ResponseReceived,
-    Routed,
     ServerConfig,
-    ServerHub,
-    ServerSession,
-    ServerStatus,
 )
-from zenws_core._queue import DropCause
 
-from ._common import (
-    ConnectTunnel,
-    build_client_config,
-    classify_os_error,
-    client_ssl_context,
-    proxy_for,
+from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
+from ._driver import (
+    INBOX_LIMIT,
+    ClientDriver,
+    Handler,
+    Pending,
+    ServerDriver,
+    SessionDriver,
+    build_core,
+    call_user,
+    encode_json,
+    log,
+    server_config,
 )
-from ._errors import ConnectError, ConnectionClosed, RequestTimeout
+from ._errors import ConnectionClosed
 
-__all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
+__all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-log = logging.getLogger("zenws.anyio")
 T = TypeVar("T")
-Handler = Callable[[Any], Any]
-#: Messages buffered for ``recv`` before reading pauses (backpressure on the peer).
-INBOX_LIMIT = 64
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _background: set[Any] = set()  # asyncio tasks started by ``await connect()``/``await serve()``
-
-
-def _call(function: Callable[..., Any], tg: anyio.abc.TaskGroup | None, *args: Any) -> None:
-    """Call a sync or async user callable; exceptions are logged, never raised."""
-    try:
-        result = function(*args)
-        if inspect.isawaitable(result) and tg is not None:
-            tg.start_soon(_await_logged, result)
-    except Exception:
-        log.exception("user callback %r failed", function)
 
 
 async def _await_logged(awaitable: Awaitable[Any]) -> None:
     try:
         await awaitable
     except Exception:
-        log.exception("user callback failed")
+        log.exception("zenws async handler failed")
 
 
 def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -112,43 +85,36 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
-class _Slot(Generic[T]):
-    """One awaited result (a pong, a reply) set by the driver."""
+class _Slot(Pending[T]):
+    """The driver's waiter, plus an ``anyio.Event`` so a task can ``await`` the result."""
+
+    __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.value: T | None = None
-        self.error: BaseException | None = None
+        super().__init__()
+        self._event = anyio.Event()
 
-    def set(self, value: T | None = None, error: BaseException | None = None) -> None:
-        if not self.event.is_set():
-            self.value, self.error = value, error
-            self.event.set()
+    def set_result(self, value: T, /) -> None:
+        super().set_result(value)
+        self._event.set()
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        super().set_exception(exception)
+        self._event.set()
 
     async def wait(self) -> T:
-        await self.event.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
-
-
-K = TypeVar("K")
-
-
-def _resolve(
-    slots: dict[K, _Slot[T]], key: K, value: T | None = None, error: BaseException | None = None
-) -> None:
-    slot = slots.pop(key, None)
-    if slot is not None:
-        slot.set(value, error)
+        await self._event.wait()
+        return self.result()
 
 
 class _Driven:
     """What clients and server connections share: the stream, the write lock, wake-ups."""
 
-    def __init__(self) -> None:
-        self._stream: anyio.abc.ByteStream | None = None
+    _reading_paused: bool
+    _take: Callable[[], str | bytes | None]
+
+    def _init_stream(self, stream: anyio.abc.ByteStream | None) -> None:
+        self._stream = stream
         self._broken: BaseException | None = None
         self._write_lock = anyio.Lock()
         self._changed = anyio.Event()
@@ -156,28 +122,30 @@ class _Driven:
         self._wait_deadline = math.inf
         self._poked = False
         self._tg: anyio.abc.TaskGroup | None = None
-        self._inbox: deque[str | bytes] = deque()
 
     def _data_to_send(self) -> bytes:
         raise NotImplementedError
 
     def _wake(self) -> None:
-        """Tell every waiter (recv, close, ping...) that something changed."""
+        """The driver's ``wake`` hook: every task waiting in recv, close... looks again."""
         self._changed.set()
         self._changed = anyio.Event()
 
     def _poke(self) -> None:
-        """Interrupt the driver's wait: new actions, an earlier deadline, inbox space."""
+        """Interrupt the driver's wait (new actions, an earlier deadline, inbox space)."""
         self._poked = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
 
-    async def _until(self, condition: Callable[[], bool]) -> None:
-        while True:
-            changed = self._changed
-            if condition():
-                return
-            await changed.wait()
+    def _reading(self, paused: bool) -> None:
+        """The driver's ``reading`` hook: once the inbox drained to half, read again."""
+        if not paused:
+            self._poke()
+
+    async def _until(self, condition: Callable[[], T | None]) -> T:
+        while (result := condition()) is None or result is False:
+            await self._changed.wait()
+        return result
 
     async def _flush(self, *, wait: bool) -> None:
         """Write what the core produced; the lock holder drains everything, in order."""
@@ -197,7 +165,7 @@ class _Driven:
                         self._poke()
                     return
 
-    async def _read(self, deadline: float | None, paused: bool) -> bytes | BaseException | None:
+    async def _read(self, deadline: float | None) -> bytes | BaseException | None:
         """Data, an EOF/error, or ``None`` when the deadline passed or a poke came."""
         stream = self._stream
         self._wait_deadline = math.inf if deadline is None else deadline
@@ -207,7 +175,7 @@ class _Driven:
             if self._poked or self._broken is not None:
                 scope.cancel()
             try:
-                if stream is None or paused:
+                if stream is None or self._reading_paused:  # paused: the inbox is full
                     await anyio.sleep_forever()
                 else:
                     result = await stream.receive()
@@ -220,24 +188,33 @@ class _Driven:
             result, self._broken = self._broken, None
         return result
 
+    async def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next message; ``ConnectionClosed`` at the end, ``TimeoutError`` on timeout."""
+        with anyio.fail_after(timeout):
+            return await self._until(self._take)
 
-class _Background:
+    def __aiter__(self) -> _Driven:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+
+class _Background(Protocol):
     """An object with one background task: ``_run`` it, wait until ``_started``, ``_stop``."""
 
-    async def _run(self) -> None:
-        raise NotImplementedError
-
-    async def _started(self) -> None:
-        raise NotImplementedError
-
-    async def _stop(self) -> None:
-        raise NotImplementedError
+    async def _run(self) -> None: ...
+    async def _started(self) -> None: ...
+    async def _stop(self) -> None: ...
 
 
 # =========================================================================== client
 
 
-class Client(_Driven, _Background):
+class Client(_Driven, ClientDriver):
     """A reconnecting WebSocket client; create it with ``connect(url, **options)``."""
 
     def __init__(
@@ -248,46 +225,25 @@ class Client(_Driven, _Background):
         wait_open: bool,
         open_timeout: float | None,
     ) -> None:
-        super().__init__()
-        self._core = core
+        self._init_stream(None)
+        ClientDriver.__init__(
+            self,
+            core,
+            clock=anyio.current_time,
+            wake=self._wake,
+            reading=self._reading,
+            run=self._call,
+        )
         self._ssl, self._proxy = ssl_context, proxy
         self._wait_open, self._open_timeout = wait_open, open_timeout
         self._run_scope = anyio.CancelScope()
         self._connect_scope = anyio.CancelScope()
         self._generation = 0
         self._actions: list[OpenTransport | CloseTransport] = []
-        self._callbacks: list[Callable[[ClientEvent], Any]] = []
-        self._pongs: dict[bytes, _Slot[float]] = {}
-        self._replies: dict[str, _Slot[Envelope]] = {}
-        self._last_close: tuple[int | None, str] = (None, "")
-        self._subprotocol: str | None = None
         self._closing = False
         self._done = anyio.Event()
-        self.events_seen: list[ClientEvent] = []
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def state(self) -> ClientState:
-        return self._core.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._subprotocol
-
-    def stats(self) -> ClientStats:
-        return self._core.stats(anyio.current_time())
-
-    def on(self, pattern: str, handler: Handler) -> None:
-        """Envelopes whose type matches ``pattern`` go to ``handler`` (sync or async)."""
-        self._core.router.on(pattern, handler)
-
-    def on_raw(self, handler: Handler) -> None:
-        """Messages that are not JSON envelopes go to ``handler``."""
-        self._core.router.on_raw(handler)
-
-    def on_event(self, callback: Callable[[ClientEvent], Any]) -> None:
-        self._callbacks.append(callback)
 
     async def send_text(self, text: str) -> None:
         await self._submit(self._core.send_text, text)
@@ -299,50 +255,41 @@ class Client(_Driven, _Background):
         await self._submit(self._core.send_json, obj)
 
     async def send(self, type: str, data: Any = None) -> None:
+        """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
         await self._submit(self._core.send, type, data)
 
     async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id and wait for the reply (RequestTimeout if none)."""
         await self._until(lambda: not self._core.writing_paused)
+        reply = _Slot[Envelope]()
         try:
-            request_id = self._core.request(type, data, now=anyio.current_time(), timeout=timeout)
+            now = anyio.current_time()
+            self._expect_reply(self._core.request(type, data, now=now, timeout=timeout), reply)
         finally:
             self._after_call()
-        slot = self._replies[request_id] = _Slot[Envelope]()
         await self._flush(wait=True)
-        return await slot.wait()
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message no handler or request took; ``TimeoutError`` after ``timeout``."""
-        with anyio.fail_after(timeout):
-            while True:
-                changed = self._changed
-                if self._inbox:
-                    if len(self._inbox) == INBOX_LIMIT:
-                        self._poke()  # reading was paused
-                    return self._inbox.popleft()
-                if self._core.state is ClientState.CLOSED:
-                    raise ConnectionClosed(*self._last_close)
-                await changed.wait()
-
-    def __aiter__(self) -> Client:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
+        return await reply.wait()
 
     async def ping(self) -> float:
-        """Ping the server; the round trip in seconds."""
-        payload = self._core.ping(now=anyio.current_time())
-        if payload is None:
-            raise ConnectionClosed(*self._last_close)
-        slot = self._pongs[payload] = _Slot[float]()
+        """Ping the server; the round trip in seconds (``ConnectionClosed`` if it drops)."""
+        pong = self._start_ping(_Slot[float]())
         self._after_call()
         await self._flush(wait=True)
-        return await slot.wait()
+        return await pong.wait()
+
+    async def wait_for(
+        self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
+    ) -> ClientEvent:
+        """The first lifecycle event, already seen or still to come, matching ``predicate``."""
+        seen = 0
+
+        def match() -> ClientEvent | None:
+            nonlocal seen
+            event, seen = self._match(predicate, seen)
+            return event  # type: ignore[no-any-return]
+
+        with anyio.fail_after(timeout):
+            return await self._until(match)
 
     async def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
@@ -355,10 +302,6 @@ class Client(_Driven, _Background):
         self._connect_scope.cancel()  # a connect in progress is abandoned
         self._core.close(code, reason, now=anyio.current_time())
         self._after_call()
-        for reply in self._replies.values():
-            reply.set(error=ConnectionClosed(code, reason))
-        for pong in self._pongs.values():
-            pong.set(error=ConnectionClosed(code, reason))
         await self._flush(wait=True)
         self._poke()
         await self._done.wait()
@@ -374,7 +317,7 @@ class Client(_Driven, _Background):
     def _data_to_send(self) -> bytes:
         return self._core.data_to_send()
 
-    async def _submit(self, method: Callable[..., int], *args: Any) -> None:
+    async def _submit(self, method: Callable[..., Any], *args: Any) -> None:
         await self._until(lambda: not self._core.writing_paused)
         try:
             method(*args, now=anyio.current_time())
@@ -385,66 +328,26 @@ class Client(_Driven, _Background):
     def _after_call(self, *, driver: bool = False) -> None:
         """Collect actions and dispatch events after any core call; wake the driver."""
         self._actions.extend(self._core.actions())
-        for event in self._core.events():
-            self._dispatch(event)
+        self._dispatch_events()
         deadline = self._core.next_deadline()
-        earlier = deadline is not None and deadline < self._wait_deadline
-        if not driver and (self._actions or earlier):
+        if not driver and (self._actions or (deadline or math.inf) < self._wait_deadline):
             self._poke()
-        self._wake()
 
-    def _dispatch(self, event: ClientEvent) -> None:
-        self.events_seen.append(event)
-        if isinstance(event, Routed):
-            for handler in event.handlers:
-                _call(handler, self._tg, event.data if event.envelope is None else event.envelope)
-            if not event.handlers:
-                self._inbox.append(event.data)
-        elif isinstance(event, ResponseReceived):
-            _resolve(self._replies, event.request_id, event.envelope)
-        elif isinstance(event, RequestTimedOut):
-            timeout = RequestTimeout(event.request_id, event.type, event.timeout)
-            _resolve(self._replies, event.request_id, error=timeout)
-        elif isinstance(event, MessageDropped) and event.request_id is not None:
-            if event.cause is not DropCause.EXPIRED:  # expiry: RequestTimedOut follows
-                dropped = ConnectionClosed(None, f"request dropped: {event.detail}")
-                _resolve(self._replies, event.request_id, error=dropped)
-        elif isinstance(event, PongReceived):
-            _resolve(self._pongs, event.payload, event.round_trip or 0.0)
-        elif isinstance(event, Connected):
-            self._subprotocol = event.subprotocol
-        elif isinstance(event, Disconnected):
-            self._last_close = (event.code, event.reason)
-            for slot in self._pongs.values():
-                slot.set(error=ConnectionClosed(event.code, event.reason))
-            self._pongs.clear()
-        for callback in self._callbacks:
-            _call(callback, self._tg, event)
+    def _call(self, handler: Handler, argument: Any) -> None:
+        """The driver's ``run`` hook: an async handler runs as a task of the client."""
+        result = call_user(handler, argument)
+        if result is not None and self._tg is not None:
+            self._tg.start_soon(_await_logged, result)
 
     async def _started(self) -> None:
         """Wait for the first ``Connected`` (``ConnectError`` on ``GaveUp``) unless told not to."""
-        timeout = self._open_timeout
-        if not self._wait_open:
-            return
-        try:
-            with anyio.fail_after(timeout):
-                seen = 0
-                while True:
-                    changed = self._changed
-                    for event in self.events_seen[seen:]:
-                        if isinstance(event, Connected):
-                            return
-                        if isinstance(event, GaveUp):
-                            detail = f"{event.reason} ({event.failure.detail})"
-                            raise ConnectError(
-                                f"cannot connect to {self._core.url}: {detail}", event
-                            )
-                    seen = len(self.events_seen)
-                    if self._done.is_set():
-                        raise ConnectError(f"client for {self._core.url} stopped")
-                    await changed.wait()
-        except TimeoutError:
-            raise ConnectError(f"{self._core.url} not open within {timeout}s") from None
+        if self._wait_open:
+            opened = self._open_waiter(_Slot[None]())
+            try:
+                with anyio.fail_after(self._open_timeout):
+                    await opened.wait()
+            except TimeoutError:
+                raise self._open_timed_out(self._open_timeout) from None
 
     async def _stop(self) -> None:
         try:
@@ -466,6 +369,7 @@ class Client(_Driven, _Background):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._drop_stream(graceful=False)
+            self._end()  # nothing is left to settle open, request and ping waiters
             self._done.set()
             self._wake()
 
@@ -474,7 +378,7 @@ class Client(_Driven, _Background):
             self._poked = False
             await self._service()
             deadline = self._core.next_deadline()
-            result = await self._read(deadline, len(self._inbox) >= INBOX_LIMIT)
+            result = await self._read(deadline)
             now = anyio.current_time()
             if isinstance(result, bytes):
                 self._core.receive_data(result, now)
@@ -539,44 +443,32 @@ class Client(_Driven, _Background):
         """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
         context = None
         if action.tls is not None:
-            if self._ssl is None:
-                self._ssl = client_ssl_context(action.tls)
-            context = self._ssl
+            self._ssl = context = self._ssl or client_ssl_context(action.tls)
         proxy = proxy_for(action.host, context is not None, proxy=self._proxy)
-        if proxy is None:
-            if context is None:
-                return await anyio.connect_tcp(action.host, action.port), b""
-            stream = await anyio.connect_tcp(
-                action.host,
-                action.port,
-                ssl_context=context,
-                tls_hostname=action.server_hostname,
-                tls_standard_compatible=False,
-            )
-            return stream, b""
-        raw = await anyio.connect_tcp(proxy.host, proxy.port)
+        target = (action.host, action.port) if proxy is None else (proxy.host, proxy.port)
+        stream: anyio.abc.ByteStream = await anyio.connect_tcp(*target)
         try:
-            tunnel = ConnectTunnel(proxy, action.host, action.port)
-            await raw.send(tunnel.request())
-            leftover = None
-            while leftover is None:
-                try:
-                    leftover = tunnel.receive(await raw.receive())
-                except anyio.EndOfStream:
-                    leftover = tunnel.receive(b"")
-            if context is None:
-                return raw, leftover
-            if leftover:
-                raise ConnectionError("proxy sent data before the TLS handshake")
-            tls = await TLSStream.wrap(
-                raw,
-                hostname=action.server_hostname,
-                ssl_context=context,
-                standard_compatible=False,
-            )
-            return tls, b""
+            leftover = b""
+            if proxy is not None:
+                tunnel = ConnectTunnel(proxy, action.host, action.port)
+                await stream.send(tunnel.request())
+                rest = None
+                while rest is None:
+                    try:
+                        rest = tunnel.receive(await stream.receive())
+                    except anyio.EndOfStream:
+                        rest = tunnel.receive(b"")
+                leftover = rest
+            if context is not None:
+                if leftover:
+                    raise ConnectionError("proxy sent data before the TLS handshake")
+                hostname = action.server_hostname
+                stream = await TLSStream.wrap(
+                    stream, hostname=hostname, ssl_context=context, standard_compatible=False
+                )
+            return stream, leftover
         except BaseException:
-            await anyio.aclose_forcefully(raw)
+            await anyio.aclose_forcefully(stream)
             raise
 
 
@@ -654,31 +546,17 @@ def connect(
     proxy: str | None = None,
     wait_open: bool = True,
     open_timeout: float | None = None,
-    rng: Any = None,
-    delays: Any = None,
-    mask_source: Any = None,
-    classifier: Any = None,
-    id_factory: Any = None,
     **options: Any,
 ) -> _Starter[Client]:
     """``async with connect(url) as client`` or ``client = await connect(url)``.
 
-    ``options`` are ``ClientConfig`` fields (or ``config=``); ``rng``, ``delays``,
-    ``mask_source``, ``classifier`` and ``id_factory`` go to the core.  With
-    ``wait_open`` the first connection must open (else ``ConnectError``).
+    ``options`` are ``ClientConfig`` fields (or ``config=``) and the core's ``rng``,
+    ``delays``, ``mask_source``, ``classifier``, ``id_factory``.  With ``wait_open`` the
+    first connection must open (else ``ConnectError``).
     """
-    config = build_client_config(url, options)
-    core_options = {
-        "rng": rng,
-        "delays": delays,
-        "mask_source": mask_source,
-        "classifier": classifier,
-        "id_factory": id_factory,
-    }
-    given = {name: value for name, value in core_options.items() if value is not None}
+    core = build_core(url, options)
 
     async def make() -> Client:
-        core: ReconnectingClient[Handler] = ReconnectingClient(config, **given)
         return Client(core, ssl, proxy, wait_open, open_timeout)
 
     return _Starter(make)
@@ -687,70 +565,26 @@ def connect(
 # =========================================================================== server
 
 
-class ServerWebSocket(_Driven):
+class ServerWebSocket(_Driven, SessionDriver):
     """One opened WebSocket connection of a ``Server``, given to the handler."""
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
-        super().__init__()
+        self._init_stream(stream)
+        SessionDriver.__init__(
+            self,
+            server.hub.session(anyio.current_time()),
+            clock=anyio.current_time,
+            wake=self._wake,
+            opened=self._opened,
+            reading=self._reading,
+        )
         self._server = server
-        self._session: ServerSession = server.hub.session(anyio.current_time())
-        self._stream = stream
-        self._pongs: dict[bytes, _Slot[float]] = {}
-        self._closed: Closed | None = None
-        self.remote_address: Any = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-
-    @property
-    def request(self) -> RequestReceived:
-        assert self._session.request is not None
-        return self._session.request
-
-    @property
-    def path(self) -> str:
-        return self.request.path
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self.request.headers)
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._session.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        return None if self._closed is None else self._closed.code
-
-    @property
-    def close_reason(self) -> str:
-        return "" if self._closed is None else self._closed.reason
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``ConnectionClosed`` once closed, ``TimeoutError`` on timeout."""
-        with anyio.fail_after(timeout):
-            while True:
-                changed = self._changed
-                if self._inbox:
-                    if len(self._inbox) == INBOX_LIMIT:
-                        self._poke()  # reading was paused
-                    return self._inbox.popleft()
-                if self._closed is not None:
-                    raise ConnectionClosed(self.close_code, self.close_reason)
-                await changed.wait()
-
-    def __aiter__(self) -> ServerWebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
+        self.remote_address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
 
     async def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary message; waits while the peer is behind."""
         await self._until(lambda: not self._session.writing_paused)
-        if not self._session.is_open:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        self._session.send(message)
+        self._send_message(message)
         await self._flush(wait=True)
 
     async def send_text(self, text: str) -> None:
@@ -760,21 +594,20 @@ class ServerWebSocket(_Driven):
         await self.send(bytes(data))
 
     async def send_json(self, obj: Any) -> None:
-        await self.send(json.dumps(obj, separators=(",", ":")))
+        await self.send(encode_json(obj))
 
     async def ping(self) -> float:
-        if not self._session.is_open:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        slot = self._pongs[self._session.ping(now=anyio.current_time())] = _Slot[float]()
+        """Ping the client; the round trip in seconds."""
+        pong = self._start_ping(_Slot[float]())
         await self._flush(wait=True)
-        return await slot.wait()
+        return await pong.wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 section 7.1.2) and wait for its end."""
-        self._session.close(code, reason, now=anyio.current_time())
+        self._start_close(code, reason)
         await self._flush(wait=True)
         self._poke()
-        await self._until(lambda: self._closed is not None)
+        await self._until(lambda: self.closed)
 
     def _data_to_send(self) -> bytes:
         return self._session.data_to_send()
@@ -782,19 +615,17 @@ class ServerWebSocket(_Driven):
     async def _serve(self) -> None:
         """The connection's task: read, feed the session, run the handler once open."""
         session = self._session
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
+        async with anyio.create_task_group() as self._tg:
             while True:
                 self._poked = False
-                for event in session.events():
-                    self._dispatch(event)
+                self._dispatch_events()
                 await self._flush(wait=False)
                 if session.should_close_transport:
                     with anyio.move_on_after(self._server.hub.config.connection.close_timeout):
                         await self._flush(wait=True)
                     break
                 deadline = session.next_deadline()
-                result = await self._read(deadline, len(self._inbox) >= INBOX_LIMIT)
+                result = await self._read(deadline)
                 now = anyio.current_time()
                 if isinstance(result, bytes):
                     session.receive_data(result, now)
@@ -805,37 +636,28 @@ class ServerWebSocket(_Driven):
             stream, self._stream = self._stream, None
             if stream is not None:
                 await anyio.aclose_forcefully(stream)
-            for event in session.events():  # the final Closed if the transport just went
-                self._dispatch(event)
+            session.receive_eof(anyio.current_time())  # the final Closed if not yet there
+            self._dispatch_events()
+            self._mark_closed()
 
-    def _dispatch(self, event: Any) -> None:
-        if isinstance(event, MessageReceived):
-            self._inbox.append(event.data)
-        elif isinstance(event, Opened):
-            assert self._tg is not None
-            self._tg.start_soon(self._run_handler)
-        elif isinstance(event, PongReceived):
-            _resolve(self._pongs, event.payload, event.round_trip or 0.0)
-        elif isinstance(event, Closed):
-            self._closed = event
-            for slot in self._pongs.values():
-                slot.set(error=ConnectionClosed(event.code, event.reason))
-        self._wake()
+    def _opened(self) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(self._run_handler)
 
     async def _run_handler(self) -> None:
-        code, reason = 1000, ""
         try:
             result = self._server.handler(self)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
-            log.exception("zenws handler for %s failed", self.path)
-            code, reason = 1011, "internal error"
-        if self._session.is_open:
-            await self.close(code, reason)
+        except Exception as exc:
+            self._handler_done(exc)
+        else:
+            self._handler_done(None)
+        await self._flush(wait=True)
+        self._poke()
 
 
-class Server(_Background):
+class Server(ServerDriver):
     """An embedded WebSocket server (GET /health and /status on the same port)."""
 
     def __init__(
@@ -846,37 +668,28 @@ class Server(_Background):
         config: ServerConfig,
         secure: bool,
     ) -> None:
-        self.hub = ServerHub(config, now=anyio.current_time())
+        super().__init__(config, clock=anyio.current_time, secure=secure)
         self.handler = handler
         self._listener = listener
         self.host, self.port = address
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"{'wss' if secure else 'ws'}://{host}:{self.port}/"
         self._sockets: set[ServerWebSocket] = set()
         self._accepting = anyio.CancelScope()
         self._connections = anyio.CancelScope()
         self._changed = anyio.Event()
         self._done = anyio.Event()
 
-    def status(self) -> ServerStatus:
-        return self.hub.status(anyio.current_time())
-
     async def serve_forever(self) -> None:
         await self._done.wait()
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Close every connection with 1001, wait up to the timeout, then drop the rest."""
-        self.hub.shutting_down = True
         self._accepting.cancel()
-        now = anyio.current_time()
-        for ws in list(self._sockets):
-            ws._session.shutdown(now=now)
+        limit = self._begin_shutdown(self._sockets, timeout)
+        for ws in self._sockets:
             ws._poke()
-        limit = self.hub.config.shutdown_timeout if timeout is None else timeout
         with anyio.move_on_after(limit):
             while self._sockets:
-                changed = self._changed
-                await changed.wait()
+                await self._changed.wait()
         self._connections.cancel()
         await self._done.wait()
 
@@ -925,25 +738,18 @@ def serve(
     **fields: Any,
 ) -> _Starter[Server]:
     """``async with serve(host, port, handler) as server`` or ``server = await serve(...)``."""
-    if config is None:
-        config = ServerConfig(**fields)
-    elif fields:
-        config = dataclasses.replace(config, **fields)
-    final = config
+    final = server_config(config, fields)
 
     async def make() -> Server:
         listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
             local_host=host, local_port=port
         )
         local = listener.extra(anyio.abc.SocketAttribute.local_address)
-        address = (str(local[0]), int(local[1]))
         if ssl is not None:
+            timeout = final.connection.handshake_timeout or math.inf
             listener = TLSListener(
-                listener,
-                ssl,
-                standard_compatible=False,
-                handshake_timeout=final.connection.handshake_timeout or math.inf,
+                listener, ssl, standard_compatible=False, handshake_timeout=timeout
             )
-        return Server(listener, address, handler, final, ssl is not None)
+        return Server(listener, (str(local[0]), int(local[1])), handler, final, ssl is not None)
 
     return _Starter(make)
