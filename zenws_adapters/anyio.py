@@ -14,9 +14,8 @@ from __future__ import annotations
 import inspect
 import math
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -38,6 +37,7 @@ from ._driver import (
     INBOX_LIMIT,
     ClientDriver,
     Handler,
+    Opening,
     Pending,
     ServerDriver,
     SessionDriver,
@@ -52,6 +52,9 @@ from ._errors import ConnectionClosed
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+_Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
+_now = anyio.current_time
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _background: set[Any] = set()  # asyncio tasks started by ``await connect()``/``await serve()``
 
@@ -85,33 +88,16 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
-class _Slot(Pending[T]):
-    """The driver's waiter, plus an ``anyio.Event`` so a task can ``await`` the result."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._event = anyio.Event()
-
-    def set_result(self, value: T, /) -> None:
-        super().set_result(value)
-        self._event.set()
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        super().set_exception(exception)
-        self._event.set()
-
-    async def wait(self) -> T:
-        await self._event.wait()
-        return self.result()
-
-
 class _Driven:
-    """What clients and server connections share: the stream, the write lock, wake-ups."""
+    """What clients and server connections share: the stream, the write lock, wake-ups.
+
+    Waiters are the driver's ``Pending`` slots: ``wake()`` (after every dispatch) pulses
+    one ``anyio.Event`` and each waiting task looks at its slot again.
+    """
 
     _reading_paused: bool
     _take: Callable[[], str | bytes | None]
+    _data_to_send: Callable[[], bytes]
 
     def _init_stream(self, stream: anyio.abc.ByteStream | None) -> None:
         self._stream = stream
@@ -122,9 +108,6 @@ class _Driven:
         self._wait_deadline = math.inf
         self._poked = False
         self._tg: anyio.abc.TaskGroup | None = None
-
-    def _data_to_send(self) -> bytes:
-        raise NotImplementedError
 
     def _wake(self) -> None:
         """The driver's ``wake`` hook: every task waiting in recv, close... looks again."""
@@ -147,14 +130,17 @@ class _Driven:
             await self._changed.wait()
         return result
 
-    async def _flush(self, *, wait: bool) -> None:
+    async def _result(self, waiter: Pending[T]) -> T:
+        await self._until(waiter.done)
+        return waiter.result()
+
+    async def _flush(self, *, wait: bool = True) -> None:
         """Write what the core produced; the lock holder drains everything, in order."""
         if not wait and self._write_lock.locked():
             return  # the holder picks our bytes up after its current send
         async with self._write_lock:
             while (stream := self._stream) is not None and self._broken is None:
-                data = self._data_to_send()
-                if not data:
+                if not (data := self._data_to_send()):
                     return
                 self._wake()  # senders waiting on writing_paused may go on
                 try:
@@ -179,9 +165,7 @@ class _Driven:
                     await anyio.sleep_forever()
                 else:
                     result = await stream.receive()
-            except anyio.EndOfStream as exc:
-                result = exc
-            except (*_TRANSPORT_ERRORS, _ssl.SSLError) as exc:
+            except (anyio.EndOfStream, *_TRANSPORT_ERRORS, _ssl.SSLError) as exc:
                 result = exc
         self._wait_scope, self._wait_deadline = None, math.inf
         if self._broken is not None:
@@ -203,14 +187,6 @@ class _Driven:
             raise StopAsyncIteration from None
 
 
-class _Background(Protocol):
-    """An object with one background task: ``_run`` it, wait until ``_started``, ``_stop``."""
-
-    async def _run(self) -> None: ...
-    async def _started(self) -> None: ...
-    async def _stop(self) -> None: ...
-
-
 # =========================================================================== client
 
 
@@ -218,24 +194,11 @@ class Client(_Driven, ClientDriver):
     """A reconnecting WebSocket client; create it with ``connect(url, **options)``."""
 
     def __init__(
-        self,
-        core: ReconnectingClient[Handler],
-        ssl_context: _ssl.SSLContext | None,
-        proxy: str | None,
-        wait_open: bool,
-        open_timeout: float | None,
+        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
         self._init_stream(None)
-        ClientDriver.__init__(
-            self,
-            core,
-            clock=anyio.current_time,
-            wake=self._wake,
-            reading=self._reading,
-            run=self._call,
-        )
-        self._ssl, self._proxy = ssl_context, proxy
-        self._wait_open, self._open_timeout = wait_open, open_timeout
+        super().__init__(core, clock=_now, wake=self._wake, reading=self._reading, run=self._call)
+        self._ssl, self._proxy = ssl, proxy
         self._run_scope = anyio.CancelScope()
         self._connect_scope = anyio.CancelScope()
         self._generation = 0
@@ -246,36 +209,33 @@ class Client(_Driven, ClientDriver):
     # ------------------------------------------------------------------ public API
 
     async def send_text(self, text: str) -> None:
-        await self._submit(self._core.send_text, text)
+        await self._submit(lambda now: self._core.send_text(text, now=now))
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._submit(self._core.send_bytes, data)
+        await self._submit(lambda now: self._core.send_bytes(data, now=now))
 
     async def send_json(self, obj: Any) -> None:
-        await self._submit(self._core.send_json, obj)
+        await self._submit(lambda now: self._core.send_json(obj, now=now))
 
     async def send(self, type: str, data: Any = None) -> None:
         """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
-        await self._submit(self._core.send, type, data)
+        await self._submit(lambda now: self._core.send(type, data, now=now))
 
     async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id and wait for the reply (RequestTimeout if none)."""
-        await self._until(lambda: not self._core.writing_paused)
-        reply = _Slot[Envelope]()
-        try:
-            now = anyio.current_time()
-            self._expect_reply(self._core.request(type, data, now=now, timeout=timeout), reply)
-        finally:
-            self._after_call()
-        await self._flush(wait=True)
-        return await reply.wait()
+        reply = Pending[Envelope]()
+        request = self._core.request
+        await self._submit(
+            lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
+        )
+        return await self._result(reply)
 
     async def ping(self) -> float:
         """Ping the server; the round trip in seconds (``ConnectionClosed`` if it drops)."""
-        pong = self._start_ping(_Slot[float]())
+        pong = self._start_ping(Pending[float]())
         self._after_call()
-        await self._flush(wait=True)
-        return await pong.wait()
+        await self._flush()
+        return await self._result(pong)
 
     async def wait_for(
         self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
@@ -293,18 +253,19 @@ class Client(_Driven, ClientDriver):
 
     async def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
-        self._core.reconnect(anyio.current_time())
+        self._core.reconnect(_now())
         self._after_call()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2) and wait until the transport is gone."""
-        self._closing = True
-        self._connect_scope.cancel()  # a connect in progress is abandoned
-        self._core.close(code, reason, now=anyio.current_time())
-        self._after_call()
-        await self._flush(wait=True)
-        self._poke()
-        await self._done.wait()
+        try:
+            self._closing = True
+            self._connect_scope.cancel()  # a connect in progress is abandoned
+            await self._submit(lambda now: self._core.close(code, reason, now=now), ready=True)
+            self._poke()
+            await self._done.wait()
+        finally:  # cancelled while closing: the background task ends at once
+            self._run_scope.cancel()
 
     async def __aenter__(self) -> Client:
         return self
@@ -317,13 +278,14 @@ class Client(_Driven, ClientDriver):
     def _data_to_send(self) -> bytes:
         return self._core.data_to_send()
 
-    async def _submit(self, method: Callable[..., Any], *args: Any) -> None:
-        await self._until(lambda: not self._core.writing_paused)
+    async def _submit(self, call: Callable[[float], object], ready: bool = False) -> None:
+        """Run an application call on the core once the writer keeps up; write its bytes."""
+        await self._until(lambda: ready or not self._core.writing_paused)
         try:
-            method(*args, now=anyio.current_time())
+            call(_now())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
             self._after_call()
-        await self._flush(wait=True)
+        await self._flush()
 
     def _after_call(self, *, driver: bool = False) -> None:
         """Collect actions and dispatch events after any core call; wake the driver."""
@@ -339,31 +301,14 @@ class Client(_Driven, ClientDriver):
         if result is not None and self._tg is not None:
             self._tg.start_soon(_await_logged, result)
 
-    async def _started(self) -> None:
-        """Wait for the first ``Connected`` (``ConnectError`` on ``GaveUp``) unless told not to."""
-        if self._wait_open:
-            opened = self._open_waiter(_Slot[None]())
-            try:
-                with anyio.fail_after(self._open_timeout):
-                    await opened.wait()
-            except TimeoutError:
-                raise self._open_timed_out(self._open_timeout) from None
-
-    async def _stop(self) -> None:
-        try:
-            await self.close()
-        finally:
-            self._run_scope.cancel()
-
     async def _run(self) -> None:
         """The client's one background task: service the core, read, sleep to deadlines."""
         try:
             with self._run_scope:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    self._core.start(anyio.current_time())
+                async with anyio.create_task_group() as self._tg:
+                    self._core.start(_now())
                     await self._loop()
-                    tg.cancel_scope.cancel()  # async handlers still running end with the client
+                    self._tg.cancel_scope.cancel()  # async handlers end with the client
         except Exception:
             log.exception("zenws client driver failed")
         finally:
@@ -376,68 +321,61 @@ class Client(_Driven, ClientDriver):
     async def _loop(self) -> None:
         while not (self._closing and self._core.state is ClientState.CLOSED):
             self._poked = False
-            await self._service()
+            self._after_call(driver=True)
+            await self._flush(wait=False)
+            if self._actions:  # OpenTransport / CloseTransport, then look again
+                action = self._actions.pop(0)
+                if isinstance(action, OpenTransport):
+                    await self._open(action)
+                elif action.generation == self._generation:
+                    await self._drop_stream(graceful=True)
+                continue
             deadline = self._core.next_deadline()
             result = await self._read(deadline)
-            now = anyio.current_time()
+            now = _now()
             if isinstance(result, bytes):
                 self._core.receive_data(result, now)
-            elif isinstance(result, anyio.EndOfStream):
-                self._core.receive_eof(now)
-                await self._drop_stream(graceful=False)
             elif result is not None:
-                self._core.connection_lost(str(result) or type(result).__name__, now)
+                if isinstance(result, anyio.EndOfStream):
+                    self._core.receive_eof(now)
+                else:
+                    self._core.connection_lost(str(result) or type(result).__name__, now)
                 await self._drop_stream(graceful=False)
             if deadline is not None and now >= deadline:
                 self._core.handle_timer(now)
 
-    async def _service(self) -> None:
-        while True:
-            self._after_call(driver=True)
-            await self._flush(wait=False)
-            if not self._actions:
-                return
-            action = self._actions.pop(0)
-            if isinstance(action, OpenTransport):
-                await self._open(action)
-            elif action.generation == self._generation:
-                await self._drop_stream(graceful=True)
-
     async def _drop_stream(self, *, graceful: bool) -> None:
-        stream = self._stream
-        if stream is None:
+        if (stream := self._stream) is None:
             return
         if graceful:  # write what the core left (a close frame), bounded by close_timeout
             with anyio.move_on_after(self._core.config.connection.close_timeout):
-                await self._flush(wait=True)
+                await self._flush()
         self._stream, self._broken = None, None
         await anyio.aclose_forcefully(stream)
         if self._core.connection is None:
             self._core.data_to_send()  # bytes for the stream just closed: nowhere to go
 
     async def _open(self, action: OpenTransport) -> None:
-        connected = None
         with anyio.CancelScope() as self._connect_scope:
             if self._closing:
                 self._connect_scope.cancel()
             try:
                 with anyio.fail_after(action.timeout):
-                    connected = await self._connect(action)
+                    stream, leftover = await self._connect(action)
             except Exception as exc:
-                now, root = anyio.current_time(), _root(exc)
-                detail = str(root) or type(root).__name__
-                self._core.connection_failed(detail, now, **classify_os_error(root))
-        if connected is None:
+                root = _root(exc)
+                kinds = classify_os_error(root)
+                self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
+                return
+        if self._connect_scope.cancelled_caught:
             return
-        stream, leftover = connected
         if self._core.state is not ClientState.CONNECTING:
             await anyio.aclose_forcefully(stream)
             return
         self._stream, self._generation = stream, action.generation
-        now = anyio.current_time()
-        self._core.connection_made(now)
+        self._core.connection_made(_now())
         if leftover:
-            self._core.receive_data(leftover, now)
+            self._core.receive_data(leftover, _now())
 
     async def _connect(self, action: OpenTransport) -> tuple[anyio.abc.ByteStream, bytes]:
         """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
@@ -448,17 +386,15 @@ class Client(_Driven, ClientDriver):
         target = (action.host, action.port) if proxy is None else (proxy.host, proxy.port)
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(*target)
         try:
-            leftover = b""
+            leftover: bytes | None = None if proxy else b""
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 await stream.send(tunnel.request())
-                rest = None
-                while rest is None:
+                while leftover is None:
                     try:
-                        rest = tunnel.receive(await stream.receive())
+                        leftover = tunnel.receive(await stream.receive())
                     except anyio.EndOfStream:
-                        rest = tunnel.receive(b"")
-                leftover = rest
+                        leftover = tunnel.receive(b"")
             if context is not None:
                 if leftover:
                     raise ConnectionError("proxy sent data before the TLS handshake")
@@ -466,77 +402,10 @@ class Client(_Driven, ClientDriver):
                 stream = await TLSStream.wrap(
                     stream, hostname=hostname, ssl_context=context, standard_compatible=False
                 )
-            return stream, leftover
+            return stream, leftover or b""
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
-
-
-B = TypeVar("B", bound=_Background)
-
-
-class _Starter(Generic[B]):
-    """``await`` it (background task outside any task group) or ``async with`` it.
-
-    ``async with`` owns a task group for the background task and closes on exit;
-    ``await`` runs it as a system task (Trio) or a plain task (asyncio) until closed.
-    """
-
-    def __init__(self, make: Callable[[], Awaitable[B]]) -> None:
-        self._make = make
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._object: B | None = None
-
-    def __await__(self) -> Generator[Any, None, B]:
-        return self._start(None).__await__()
-
-    async def _start(self, tg: anyio.abc.TaskGroup | None) -> B:
-        obj = await self._make()
-        if tg is None:
-            _spawn(obj._run)
-        else:
-            tg.start_soon(obj._run)
-        try:
-            await obj._started()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await obj._stop()
-            raise
-        return obj
-
-    async def __aenter__(self) -> B:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        try:
-            self._object = await self._start(self._tg)
-        except BaseException:
-            await _exit_group(self._tg)
-            raise
-        return self._object
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._tg is not None
-        assert self._object is not None
-        try:
-            await self._object._stop()
-        finally:
-            await _exit_group(self._tg)
-
-
-async def _exit_group(tg: anyio.abc.TaskGroup) -> None:
-    """Leave an internal task group; a lone error comes out as itself, not as a group."""
-    try:
-        await tg.__aexit__(None, None, None)
-    except BaseExceptionGroup as group:
-        inner: BaseException = group
-        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-            inner = inner.exceptions[0]
-        raise inner from None
 
 
 def connect(
@@ -556,10 +425,22 @@ def connect(
     """
     core = build_core(url, options)
 
-    async def make() -> Client:
-        return Client(core, ssl, proxy, wait_open, open_timeout)
+    async def start(spawn: _Spawn) -> Client:
+        client = Client(core, ssl, proxy)
+        spawn(client._run)
+        if wait_open:
+            try:
+                with anyio.fail_after(open_timeout):
+                    await client._result(client._open_waiter(Pending[None]()))
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await client.close()
+                if isinstance(exc, TimeoutError):
+                    raise client._open_timed_out(open_timeout) from None
+                raise
+        return client
 
-    return _Starter(make)
+    return _Starter(start)
 
 
 # =========================================================================== server
@@ -570,14 +451,9 @@ class ServerWebSocket(_Driven, SessionDriver):
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
         self._init_stream(stream)
-        SessionDriver.__init__(
-            self,
-            server.hub.session(anyio.current_time()),
-            clock=anyio.current_time,
-            wake=self._wake,
-            opened=self._opened,
-            reading=self._reading,
-        )
+        session = server.hub.session(_now())
+        opened, reading = self._opened, self._reading
+        super().__init__(session, clock=_now, wake=self._wake, opened=opened, reading=reading)
         self._server = server
         self.remote_address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
 
@@ -585,7 +461,7 @@ class ServerWebSocket(_Driven, SessionDriver):
         """Send a text (``str``) or binary message; waits while the peer is behind."""
         await self._until(lambda: not self._session.writing_paused)
         self._send_message(message)
-        await self._flush(wait=True)
+        await self._flush()
 
     async def send_text(self, text: str) -> None:
         await self.send(str(text))
@@ -598,14 +474,14 @@ class ServerWebSocket(_Driven, SessionDriver):
 
     async def ping(self) -> float:
         """Ping the client; the round trip in seconds."""
-        pong = self._start_ping(_Slot[float]())
-        await self._flush(wait=True)
-        return await pong.wait()
+        pong = self._start_ping(Pending[float]())
+        await self._flush()
+        return await self._result(pong)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 section 7.1.2) and wait for its end."""
         self._start_close(code, reason)
-        await self._flush(wait=True)
+        await self._flush()
         self._poke()
         await self._until(lambda: self.closed)
 
@@ -614,46 +490,52 @@ class ServerWebSocket(_Driven, SessionDriver):
 
     async def _serve(self) -> None:
         """The connection's task: read, feed the session, run the handler once open."""
-        session = self._session
-        async with anyio.create_task_group() as self._tg:
-            while True:
-                self._poked = False
+        session, server = self._session, self._server
+        server._sockets.add(self)
+        try:
+            async with anyio.create_task_group() as self._tg:
+                while True:
+                    self._poked = False
+                    self._dispatch_events()
+                    await self._flush(wait=False)
+                    if session.should_close_transport:
+                        with anyio.move_on_after(server.hub.config.connection.close_timeout):
+                            await self._flush()
+                        break
+                    deadline = session.next_deadline()
+                    result = await self._read(deadline)
+                    if isinstance(result, bytes):
+                        session.receive_data(result, _now())
+                    elif result is not None:
+                        session.receive_eof(_now())
+                    if deadline is not None and _now() >= deadline:
+                        session.handle_timer(_now())
+                stream, self._stream = self._stream, None
+                if stream is not None:
+                    await anyio.aclose_forcefully(stream)
+                session.receive_eof(_now())  # the final Closed if it did not come yet
                 self._dispatch_events()
-                await self._flush(wait=False)
-                if session.should_close_transport:
-                    with anyio.move_on_after(self._server.hub.config.connection.close_timeout):
-                        await self._flush(wait=True)
-                    break
-                deadline = session.next_deadline()
-                result = await self._read(deadline)
-                now = anyio.current_time()
-                if isinstance(result, bytes):
-                    session.receive_data(result, now)
-                elif result is not None:
-                    session.receive_eof(now)
-                if deadline is not None and now >= deadline:
-                    session.handle_timer(now)
-            stream, self._stream = self._stream, None
-            if stream is not None:
-                await anyio.aclose_forcefully(stream)
-            session.receive_eof(anyio.current_time())  # the final Closed if not yet there
-            self._dispatch_events()
-            self._mark_closed()
+                self._mark_closed()
+        except Exception:
+            log.exception("zenws connection failed")
+        finally:
+            server._sockets.discard(self)
+            server._changed.set()
+            server._changed = anyio.Event()
 
     def _opened(self) -> None:
         assert self._tg is not None
         self._tg.start_soon(self._run_handler)
 
     async def _run_handler(self) -> None:
+        error = None
         try:
-            result = self._server.handler(self)
-            if inspect.isawaitable(result):
+            if inspect.isawaitable(result := self._server.handler(self)):
                 await result
         except Exception as exc:
-            self._handler_done(exc)
-        else:
-            self._handler_done(None)
-        await self._flush(wait=True)
+            error = exc
+        self._handler_done(error)
+        await self._flush()
         self._poke()
 
 
@@ -662,16 +544,19 @@ class Server(ServerDriver):
 
     def __init__(
         self,
-        listener: anyio.abc.Listener[Any],
-        address: tuple[str, int],
         handler: Callable[[ServerWebSocket], Any],
         config: ServerConfig,
-        secure: bool,
+        listener: anyio.abc.Listener[Any],
+        ssl: _ssl.SSLContext | None,
     ) -> None:
-        super().__init__(config, clock=anyio.current_time, secure=secure)
+        super().__init__(config, clock=_now, secure=ssl is not None)
         self.handler = handler
+        local = listener.extra(anyio.abc.SocketAttribute.local_address)
+        self.host, self.port = str(local[0]), int(local[1])
+        if ssl is not None:
+            timeout = config.connection.handshake_timeout or math.inf
+            listener = TLSListener(listener, ssl, False, handshake_timeout=timeout)
         self._listener = listener
-        self.host, self.port = address
         self._sockets: set[ServerWebSocket] = set()
         self._accepting = anyio.CancelScope()
         self._connections = anyio.CancelScope()
@@ -693,11 +578,11 @@ class Server(ServerDriver):
         self._connections.cancel()
         await self._done.wait()
 
-    async def _started(self) -> None:
-        pass
-
-    async def _stop(self) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
+
+    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
+        await ServerWebSocket(self, stream)._serve()
 
     async def _run(self) -> None:
         try:
@@ -705,7 +590,9 @@ class Server(ServerDriver):
                 async with anyio.create_task_group() as tg:
                     try:
                         with self._accepting:
-                            await self._listener.serve(self._connection, tg)
+                            await self._listener.serve(
+                                lambda s: ServerWebSocket(self, s)._serve(), tg
+                            )
                     finally:
                         with anyio.CancelScope(shield=True):
                             await self._listener.aclose()
@@ -713,19 +600,6 @@ class Server(ServerDriver):
             log.exception("zenws server stopped accepting")
         finally:
             self._done.set()
-
-    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
-        ws = ServerWebSocket(self, stream)
-        self._sockets.add(ws)
-        try:
-            await ws._serve()
-        except Exception:
-            log.exception("zenws connection failed")
-        finally:
-            self._sockets.discard(ws)
-            await anyio.aclose_forcefully(stream)
-            self._changed.set()
-            self._changed = anyio.Event()
 
 
 def serve(
@@ -740,16 +614,51 @@ def serve(
     """``async with serve(host, port, handler) as server`` or ``server = await serve(...)``."""
     final = server_config(config, fields)
 
-    async def make() -> Server:
-        listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
-            local_host=host, local_port=port
-        )
-        local = listener.extra(anyio.abc.SocketAttribute.local_address)
-        if ssl is not None:
-            timeout = final.connection.handshake_timeout or math.inf
-            listener = TLSListener(
-                listener, ssl, standard_compatible=False, handshake_timeout=timeout
-            )
-        return Server(listener, (str(local[0]), int(local[1])), handler, final, ssl is not None)
+    async def start(spawn: _Spawn) -> Server:
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        server = Server(handler, final, listener, ssl)
+        spawn(server._run)
+        return server
 
-    return _Starter(make)
+    return _Starter(start)
+
+
+class _Starter(Opening[R]):
+    """What ``connect``/``serve`` return: ``await`` it, or ``async with`` it.
+
+    ``async with`` owns a task group for the background task and closes on exit;
+    ``await`` runs it as a system task (Trio) or a plain task (asyncio) until closed.
+    """
+
+    def __init__(self, start: Callable[[_Spawn], Coroutine[Any, Any, R]]) -> None:
+        super().__init__(lambda: start(_spawn))
+        self._start_in = start
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> R:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
+            started = self._object = await self._start_in(self._tg.start_soon)
+        except BaseException:
+            await _exit_group(self._tg)
+            raise
+        return started
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            assert self._tg is not None
+            await _exit_group(self._tg)
+
+
+async def _exit_group(tg: anyio.abc.TaskGroup) -> None:
+    """Leave an internal task group; a lone error comes out as itself, not as a group."""
+    try:
+        await tg.__aexit__(None, None, None)
+    except BaseExceptionGroup as group:
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        raise inner from None
