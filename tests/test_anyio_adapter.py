@@ -10,6 +10,7 @@ an HTTP CONNECT proxy.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,12 +24,14 @@ from tests.support.proxy import HttpProxy
 from zenws_adapters import ConnectError, ConnectionClosed, RequestTimeout
 from zenws_adapters.anyio import INBOX_LIMIT, ServerWebSocket, connect, serve
 from zenws_core import (
+    ClientEvent,
     Connected,
     Disconnected,
     Envelope,
     FailureKind,
     GaveUp,
     ReconnectConfig,
+    Routed,
     TLSConfig,
 )
 
@@ -182,7 +185,9 @@ def test_handlers_events_and_requests(backend: str) -> None:
     run(backend, main)
 
 
-def test_handler_error_closes_1011_and_return_closes_1000(backend: str) -> None:
+def test_handler_error_closes_1011_and_return_closes_1000(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def main() -> None:
         async def handler(ws: ServerWebSocket) -> None:
             message = await ws.recv()
@@ -190,13 +195,17 @@ def test_handler_error_closes_1011_and_return_closes_1000(backend: str) -> None:
                 raise RuntimeError("handler bug (expected by the test)")
 
         async with serve("127.0.0.1", 0, handler) as server:
-            for message, code in (("fail", 1011), ("ok", 1000)):
+            for message, code, reason in (("fail", 1011, "internal error"), ("ok", 1000, "")):
                 async with connect(server.url, reconnect=NO_RECONNECT) as client:
                     await client.send_text(message)
                     event = await _wait_for(client, Disconnected)
-                    assert event.code == code
+                    assert (event.code, event.reason) == (code, reason)
 
-    run(backend, main)
+    with caplog.at_level(logging.ERROR, logger="zenws"):
+        run(backend, main)
+    failures = [r for r in caplog.records if r.name == "zenws" and "1011" in r.getMessage()]
+    assert len(failures) == 1
+    assert "handler bug" in (failures[0].exc_text or "")
 
 
 def test_shutdown_drops_a_handler_that_never_returns(backend: str) -> None:
@@ -310,3 +319,109 @@ def test_close_abandons_a_connect_in_progress(backend: str) -> None:
         run(backend, main)
     finally:
         listener.close()
+
+
+def test_events_seen_and_on_event_leave_out_messages_and_wait_for(backend: str) -> None:
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo) as server, connect(server.url) as client:
+            seen: list[ClientEvent] = []
+            client.on_event(seen.append)
+            handled: list[Any] = []
+            client.on("greet", handled.append)
+            await client.send("greet", 1)
+            await client.send_text("plain")
+            assert await client.recv(timeout=10) == "plain"
+            assert handled == [Envelope("greet", 1)]
+            assert not any(isinstance(event, Routed) for event in client.events_seen + seen)
+            opened = await client.wait_for(lambda event: isinstance(event, Connected), 10)
+            assert isinstance(opened, Connected)
+            assert any(event is opened for event in client.events_seen)
+            with pytest.raises(TimeoutError):
+                await client.wait_for(lambda event: isinstance(event, GaveUp), 0.05)
+
+    run(backend, main)
+
+
+def test_expired_queued_request_raises_request_timeout(backend: str) -> None:
+    """A request queued while disconnected and never sent times out like any other."""
+    port = free_port()
+
+    async def main() -> None:
+        retry_later = ReconnectConfig(initial_delay=60.0, max_delay=60.0)
+        async with connect(
+            f"ws://127.0.0.1:{port}/", wait_open=False, reconnect=retry_later
+        ) as client:
+            with anyio.fail_after(10), pytest.raises(RequestTimeout):
+                await client.request("never.sent", timeout=0.05)
+            stats = client.stats()
+            assert (stats.queue_depth, stats.requests_timed_out) == (0, 1)
+
+    run(backend, main)
+
+
+def test_ping_fails_as_soon_as_the_connection_drops(backend: str) -> None:
+    async def main() -> None:
+        async def never_reads(ws: ServerWebSocket) -> None:
+            await anyio.sleep_forever()
+
+        async with (
+            serve("127.0.0.1", 0, never_reads, shutdown_timeout=0.2) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            for i in range(200):  # fill the server's inbox: it stops reading, no pong comes
+                await client.send_bytes(i.to_bytes(2, "big") * 5000)
+            failed: list[BaseException] = []
+
+            async def ping() -> None:
+                with pytest.raises(ConnectionClosed) as info:
+                    await client.ping()
+                failed.append(info.value)
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ping)
+                    await anyio.sleep(0.05)
+                    assert not failed  # still waiting for its pong
+                    await server.shutdown()  # the connection goes
+            assert len(failed) == 1
+            with anyio.fail_after(5):  # the server dropped its socket: no close_timeout wait
+                await client.close()
+
+    run(backend, main)
+
+
+def test_client_inbox_pauses_reading_at_the_limit_and_resumes_at_half(backend: str) -> None:
+    async def burst(ws: ServerWebSocket) -> None:
+        for i in range(150):
+            await ws.send(f"b{i}")
+        await ws.recv()
+
+    async def main() -> None:
+        async with (
+            serve("127.0.0.1", 0, burst) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            with anyio.fail_after(10):
+                while not client._reading_paused:
+                    await anyio.sleep(0.01)
+            got = []
+            while len(client._inbox) > INBOX_LIMIT // 2 + 1:
+                got.append(await client.recv())
+            assert client._reading_paused
+            got.append(await client.recv())
+            assert not client._reading_paused
+            got += [await client.recv(timeout=10) for _ in range(150 - len(got))]
+            assert got == [f"b{i}" for i in range(150)]
+
+    run(backend, main)
+
+
+def test_wildcard_bind_url_reads_as_loopback(backend: str) -> None:
+    async def main() -> None:
+        async with serve("0.0.0.0", 0, echo) as server:
+            assert server.url == f"ws://127.0.0.1:{server.port}/"
+            async with connect(server.url) as client:
+                await client.send_text("via wildcard")
+                assert await client.recv(timeout=10) == "via wildcard"
+
+    run(backend, main)

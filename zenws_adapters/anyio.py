@@ -30,6 +30,7 @@ from zenws_core import (
     OpenTransport,
     ReconnectingClient,
     ServerConfig,
+    ServerSession,
 )
 
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
@@ -98,6 +99,8 @@ class _Driven:
     _reading_paused: bool
     _take: Callable[[], str | bytes | None]
     _data_to_send: Callable[[], bytes]
+    _service: Callable[[], Awaitable[bool]]
+    _lost: Callable[[BaseException, float], Awaitable[None]]
 
     def _init_stream(self, stream: anyio.abc.ByteStream | None) -> None:
         self._stream = stream
@@ -172,6 +175,19 @@ class _Driven:
             result, self._broken = self._broken, None
         return result
 
+    async def _drive(self, machine: ReconnectingClient[Handler] | ServerSession) -> None:
+        """Read into ``machine`` and call its timer at its deadline, while ``_service`` says so."""
+        while await self._service():
+            deadline = machine.next_deadline()
+            result = await self._read(deadline)
+            now = _now()
+            if isinstance(result, bytes):
+                machine.receive_data(result, now)
+            elif result is not None:
+                await self._lost(result, now)
+            if deadline is not None and now >= deadline:
+                machine.handle_timer(now)
+
     async def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message; ``ConnectionClosed`` at the end, ``TimeoutError`` on timeout."""
         with anyio.fail_after(timeout):
@@ -241,15 +257,9 @@ class Client(_Driven, ClientDriver):
         self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
     ) -> ClientEvent:
         """The first lifecycle event, already seen or still to come, matching ``predicate``."""
-        seen = 0
-
-        def match() -> ClientEvent | None:
-            nonlocal seen
-            event, seen = self._match(predicate, seen)
-            return event  # type: ignore[no-any-return]
-
         with anyio.fail_after(timeout):
-            return await self._until(match)
+            event: ClientEvent = await self._until(lambda: self._match(predicate, 0)[0])
+            return event
 
     async def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
@@ -307,7 +317,7 @@ class Client(_Driven, ClientDriver):
             with self._run_scope:
                 async with anyio.create_task_group() as self._tg:
                     self._core.start(_now())
-                    await self._loop()
+                    await self._drive(self._core)
                     self._tg.cancel_scope.cancel()  # async handlers end with the client
         except Exception:
             log.exception("zenws client driver failed")
@@ -318,31 +328,27 @@ class Client(_Driven, ClientDriver):
             self._done.set()
             self._wake()
 
-    async def _loop(self) -> None:
+    async def _service(self) -> bool:
+        """Drain the core, perform its transport actions; ``False`` once closed for good."""
         while not (self._closing and self._core.state is ClientState.CLOSED):
             self._poked = False
             self._after_call(driver=True)
             await self._flush(wait=False)
-            if self._actions:  # OpenTransport / CloseTransport, then look again
-                action = self._actions.pop(0)
-                if isinstance(action, OpenTransport):
-                    await self._open(action)
-                elif action.generation == self._generation:
-                    await self._drop_stream(graceful=True)
-                continue
-            deadline = self._core.next_deadline()
-            result = await self._read(deadline)
-            now = _now()
-            if isinstance(result, bytes):
-                self._core.receive_data(result, now)
-            elif result is not None:
-                if isinstance(result, anyio.EndOfStream):
-                    self._core.receive_eof(now)
-                else:
-                    self._core.connection_lost(str(result) or type(result).__name__, now)
-                await self._drop_stream(graceful=False)
-            if deadline is not None and now >= deadline:
-                self._core.handle_timer(now)
+            if not self._actions:
+                return True
+            action = self._actions.pop(0)
+            if isinstance(action, OpenTransport):
+                await self._open(action)
+            elif action.generation == self._generation:
+                await self._drop_stream(graceful=True)
+        return False
+
+    async def _lost(self, error: BaseException, now: float) -> None:
+        if isinstance(error, anyio.EndOfStream):
+            self._core.receive_eof(now)
+        else:
+            self._core.connection_lost(str(error) or type(error).__name__, now)
+        await self._drop_stream(graceful=False)
 
     async def _drop_stream(self, *, graceful: bool) -> None:
         if (stream := self._stream) is None:
@@ -490,38 +496,38 @@ class ServerWebSocket(_Driven, SessionDriver):
 
     async def _serve(self) -> None:
         """The connection's task: read, feed the session, run the handler once open."""
-        session, server = self._session, self._server
+        session, server, stream = self._session, self._server, self._stream
+        assert stream is not None
         server._sockets.add(self)
         try:
             async with anyio.create_task_group() as self._tg:
-                while True:
-                    self._poked = False
-                    self._dispatch_events()
-                    await self._flush(wait=False)
-                    if session.should_close_transport:
-                        with anyio.move_on_after(server.hub.config.connection.close_timeout):
-                            await self._flush()
-                        break
-                    deadline = session.next_deadline()
-                    result = await self._read(deadline)
-                    if isinstance(result, bytes):
-                        session.receive_data(result, _now())
-                    elif result is not None:
-                        session.receive_eof(_now())
-                    if deadline is not None and _now() >= deadline:
-                        session.handle_timer(_now())
-                stream, self._stream = self._stream, None
-                if stream is not None:
-                    await anyio.aclose_forcefully(stream)
+                await self._drive(session)
+                self._stream = None
+                await anyio.aclose_forcefully(stream)
                 session.receive_eof(_now())  # the final Closed if it did not come yet
                 self._dispatch_events()
                 self._mark_closed()
         except Exception:
             log.exception("zenws connection failed")
-        finally:
+        finally:  # also when shutdown() cancels a connection that outlived its deadline
             server._sockets.discard(self)
+            await anyio.aclose_forcefully(stream)
             server._changed.set()
             server._changed = anyio.Event()
+
+    async def _service(self) -> bool:
+        """Drain the session; ``False`` once its transport should close (after a last write)."""
+        self._poked = False
+        self._dispatch_events()
+        await self._flush(wait=False)
+        if not self._session.should_close_transport:
+            return True
+        with anyio.move_on_after(self._server.hub.config.connection.close_timeout):
+            await self._flush()
+        return False
+
+    async def _lost(self, error: BaseException, now: float) -> None:
+        self._session.receive_eof(now)
 
     def _opened(self) -> None:
         assert self._tg is not None
@@ -580,9 +586,6 @@ class Server(ServerDriver):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
-
-    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
-        await ServerWebSocket(self, stream)._serve()
 
     async def _run(self) -> None:
         try:
