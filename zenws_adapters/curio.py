@@ -1,86 +1,57 @@
 """zenws on curio: native curio sockets and TLS driving the sans-IO core.
 
-Each socket has a reader task, a writer task and, once the core drops it, a closer;
-each client (and each server connection) has one timer task sleeping until the core's
-next deadline.  Everything else (reconnect, heartbeat, queueing, routing, timeouts,
-HTTP routes, graceful 1001) happens in ``zenws_core``.  ``now`` is ``time.monotonic()``,
-the clock of curio's kernel.  TLS uses ``ssl.SSLContext.wrap_socket`` on the raw socket
-plus curio's ``Socket.do_handshake`` (``curio.ssl.wrap_socket`` calls ``ssl.wrap_socket``,
-deprecated on Python 3.11 and gone in 3.12, so it is avoided).
+The module moves bytes (a reader and a writer task per socket), sleeps until the core's
+next deadline (one timer task per client or server connection) and runs user code.  Event
+dispatch, waiters, the inbox and the server's 1000/1011/1001 duties come from the shared
+``_driver.py``; reconnects, heartbeats, queueing, routing and timeouts from ``zenws_core``.
+Waiters are ``Pending`` slots and one ``curio.Event`` per client or connection is pulsed
+after each change.  ``now`` is ``time.monotonic()``, the clock curio's kernel sleeps on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import logging
 import socket as _socket
 import ssl as _ssl
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from time import monotonic
+from typing import Any, TypeVar
 
 import curio
 from curio.io import Socket
 
 from zenws_core import (
     ClientEvent,
-    ClientState,
-    ClientStats,
-    Closed,
-    CloseTransport,
-    Connected,
-    Disconnected,
     Envelope,
-    GaveUp,
-    MessageDropped,
-    MessageReceived,
-    Opened,
     OpenTransport,
-    PongReceived,
     ReconnectingClient,
-    RequestReceived,
-    RequestTimedOut,
-    ResponseReceived,
-    Routed,
     ServerConfig,
-    ServerHub,
     ServerSession,
-    ServerStatus,
 )
 
-from ._common import ConnectTunnel, build_client_config, classify_os_error, client_ssl_context
-from ._common import proxy_for as _proxy_for
-from ._errors import ConnectError, ConnectionClosed, RequestTimeout
+from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
+from ._driver import (
+    ClientDriver,
+    Handler,
+    Opening,
+    Pending,
+    ServerDriver,
+    SessionDriver,
+    build_core,
+    call_user,
+    encode_json,
+    log,
+    server_config,
+)
+from ._errors import ConnectError, ConnectionClosed
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-log = logging.getLogger("zenws.curio")
 T = TypeVar("T")
-Handler = Callable[[Any], Any]
-
-#: Messages buffered per connection before the reader stops reading (backpressure).
-INBOX_LIMIT = 64
 READ_SIZE = 256 * 1024
 #: Seconds a dropped transport may take to write its last bytes before it is cut.
 CLOSE_GRACE = 5.0
-
-
-def _now() -> float:
-    return time.monotonic()  # the clock curio's kernel sleeps on
-
-
-async def _wait(event: Any, timeout: float | None) -> None:
-    """Wait for a curio ``Event``; ``TimeoutError`` after ``timeout`` seconds."""
-    if timeout is None:
-        await event.wait()
-        return
-    try:
-        await curio.timeout_after(max(timeout, 0.0), event.wait())
-    except curio.TaskTimeout:
-        raise TimeoutError(f"nothing happened within {timeout:g}s") from None
 
 
 async def _pulse(event: Any) -> None:
@@ -89,50 +60,98 @@ async def _pulse(event: Any) -> None:
     event.clear()
 
 
-class _Owner(Protocol):
-    def drain(self, t: _Transport) -> bytes: ...
-    async def feed(self, t: _Transport, data: bytes | BaseException) -> None: ...
-    async def room(self, t: _Transport) -> None: ...
+async def _within(timeout: float | None, awaitable: Coroutine[Any, Any, T]) -> T:
+    """``await awaitable``; ``TimeoutError`` after ``timeout`` seconds (``None``: no limit)."""
+    if timeout is None:
+        return await awaitable
+    try:
+        result: T = await curio.timeout_after(max(timeout, 0.0), awaitable)
+    except curio.TaskTimeout:
+        raise TimeoutError(f"nothing happened within {timeout:g}s") from None
+    return result
+
+
+def _nodelay(sock: Any) -> None:
+    with contextlib.suppress(OSError):  # not a TCP socket
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+
+
+async def _tcp(host: str, port: int) -> Any:
+    """Connect to each address ``host`` resolves to, in turn (IPv6 literals included).
+
+    Unlike ``curio.socket.create_connection`` it closes its socket when cancelled.
+    """
+    error: OSError = OSError(f"{host} resolves to no address")
+    for family, kind, proto, _, address in await curio.socket.getaddrinfo(
+        host, port, type=_socket.SOCK_STREAM
+    ):
+        sock = curio.socket.socket(family, kind, proto)
+        try:
+            await sock.connect(address)
+        except BaseException as exc:
+            await sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc
+            continue
+        _nodelay(sock)
+        return sock
+    raise error
+
+
+async def _wrap_tls(sock: Any, context: _ssl.SSLContext, hostname: str | None, **kw: Any) -> Any:
+    """TLS over ``sock`` (``curio.ssl.wrap_socket`` calls ``ssl.wrap_socket``, gone in 3.12)."""
+    raw = context.wrap_socket(
+        sock._socket, server_hostname=hostname, do_handshake_on_connect=False, **kw
+    )
+    tls = Socket(raw)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await tls.close()
+        raise
+    return tls
 
 
 class _Transport:
-    """One socket: a reader task, a writer task that drains the core, and a closer."""
+    """One socket: a reader task feeding the owner, a writer task draining it, and a closer.
 
-    def __init__(self, owner: _Owner) -> None:
-        self.owner = owner
+    Curio lets one task wait to read and one to write per socket, hence two tasks.  The
+    writer pulls ``data_to_send()``, so bytes stay in the core (counted by its
+    ``writing_paused``) until the socket takes them.
+    """
+
+    def __init__(self, owner: _Curio, generation: int = 0) -> None:
+        self.owner, self.generation = owner, generation
         self.sock: Any = None
         self.reader: Any = None
         self.writer: Any = None
-        self.final: list[bytes] = []
+        self.final = b""
         self.closing = False
-        self.kick = curio.Event()
-        self.progress = curio.Event()
-        self.done = curio.Event()
+        self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
-    async def serve(self, sock: Any) -> None:
-        """Run by the reader task: start the writer, read until EOF or error."""
-        if self.closing:
-            return
-        self.sock = sock
+    async def run(self) -> None:
+        """Run by the reader task once ``sock`` is up: start the writer, read until the end."""
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
+            while self.owner._reading_paused and not self.closing:  # backpressure: inbox full
+                await self.owner._changed.wait()
             try:
-                data: bytes | BaseException = await sock.recv(READ_SIZE)
+                data: bytes | BaseException = await self.sock.recv(READ_SIZE)
             except OSError as exc:
                 data = exc
-            async with curio.disable_cancellation():
-                await self.owner.feed(self, data)  # b"" is EOF
+            async with curio.disable_cancellation():  # closing never cuts event delivery
+                await self.owner._feed(self, data)  # b"" is EOF
             if not isinstance(data, bytes) or not data:
                 return
-            await self.owner.room(self)
 
     async def _write_loop(self) -> None:
         try:
             while True:
-                data = b"" if self.closing else self.owner.drain(self)
-                if not data and self.final:
-                    data = b"".join(self.final)
-                    self.final.clear()
+                if self.closing:
+                    data, self.final = self.final, b""
+                else:
+                    data = self.owner._drain(self)
                 if data:
                     await _pulse(self.progress)  # the core drained: senders may go on
                     await self.sock.sendall(data)
@@ -143,12 +162,11 @@ class _Transport:
                     await self.kick.wait()
         except OSError as exc:
             async with curio.disable_cancellation():
-                await self.owner.feed(self, exc)
+                await self.owner._feed(self, exc)
 
     async def shut(self, final: bytes = b"") -> None:
         """The core is done with this socket: write ``final``, then close (bounded)."""
-        if final:
-            self.final.append(final)
+        self.final += final
         if not self.closing:
             self.closing = True
             await self.kick.set()
@@ -172,206 +190,76 @@ class _Transport:
         await self.done.set()
 
 
-def _nodelay(sock: Any) -> None:
-    with contextlib.suppress(OSError):  # not a TCP socket
-        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+class _Curio:
+    """What a client and a server connection share: waiting, the timer task, recv and ping."""
 
+    _io: ReconnectingClient[Handler] | ServerSession
+    _reading_paused: bool
+    _drain: Callable[[_Transport], bytes]
+    _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
+    _drive: Callable[[], Awaitable[None]]
+    _take: Callable[[], str | bytes | None]
+    _start_ping: Callable[[Pending[float]], Pending[float]]
 
-async def _tcp(host: str, port: int) -> Any:
-    """Connect to each address ``host`` resolves to, in turn (IPv6 literals included)."""
-    try:
-        infos = _socket.getaddrinfo(
-            host, port, type=_socket.SOCK_STREAM, flags=_socket.AI_NUMERICHOST
-        )
-    except _socket.gaierror:
-        infos = await curio.socket.getaddrinfo(host, port, type=_socket.SOCK_STREAM)
-    error: OSError = OSError(f"{host} resolves to no address")
-    for family, kind, proto, _name, address in infos:
-        sock = curio.socket.socket(family, kind, proto)
-        try:
-            await sock.connect(address)
-        except OSError as exc:
-            error = exc
-            await sock.close()
-            continue
-        except BaseException:
-            await sock.close()
-            raise
-        _nodelay(sock)
-        return sock
-    raise error
-
-
-async def _wrap_tls(sock: Any, context: _ssl.SSLContext, hostname: str | None, **kw: Any) -> Any:
-    tls = Socket(
-        context.wrap_socket(
-            sock._socket, server_hostname=hostname, do_handshake_on_connect=False, **kw
-        )
-    )
-    try:
-        await tls.do_handshake()
-    except BaseException:
-        await tls.close()
-        raise
-    return tls
-
-
-class _Waiter(Generic[T]):
-    """One pending answer (a reply, a pong) or the error that replaced it."""
-
-    def __init__(self) -> None:
-        self.event = curio.Event()
-        self.value: T | None = None
-        self.error: BaseException | None = None
-
-    async def settle(self, value: T | None = None, error: BaseException | None = None) -> None:
-        self.value, self.error = value, error
-        await self.event.set()
-
-    async def result(self) -> T:
-        await self.event.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
-
-
-class _Inbox:
-    """Received messages for ``recv``; the reader pauses while ``INBOX_LIMIT`` are waiting."""
-
-    def __init__(self) -> None:
-        self.messages: deque[str | bytes] = deque()
-        self.changed = curio.Event()
-        self.ended = False
-
-    async def put(self, message: str | bytes) -> None:
-        self.messages.append(message)
-        await _pulse(self.changed)
-
-    async def end(self) -> None:
-        self.ended = True
-        await _pulse(self.changed)
-
-    async def get(self, timeout: float | None, closed: Callable[[], BaseException]) -> str | bytes:
-        deadline = None if timeout is None else _now() + timeout
-        while not self.messages:
-            if self.ended:
-                raise closed()
-            await _wait(self.changed, None if deadline is None else deadline - _now())
-        message = self.messages.popleft()
-        if len(self.messages) == INBOX_LIMIT // 2:
-            await _pulse(self.changed)  # wake a paused reader
-        return message
-
-    async def room(self) -> None:
-        while len(self.messages) >= INBOX_LIMIT and not self.ended:
-            await self.changed.wait()
-
-
-class _Opening(Generic[T]):
-    """What ``connect``/``serve`` return: ``await`` it, or ``async with`` it."""
-
-    def __init__(self, start: Callable[[], Coroutine[Any, Any, T]]) -> None:
-        self._start = start
-        self._obj: Any = None
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> T:
-        obj = self._obj = await self._start()
-        return obj
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._obj.__aexit__(*exc_info)
-
-
-# --------------------------------------------------------------------------- client
-
-
-class Client:
-    """A resilient WebSocket client on curio; see ``connect``."""
-
-    def __init__(
-        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
-    ) -> None:
-        self._core = core
-        self._ssl = ssl
-        self._proxy = proxy
-        self._contexts: dict[Any, _ssl.SSLContext] = {}
-        self._transport: _Transport | None = None
-        self._last: _Transport | None = None
-        self._wake = curio.Event()
+    def _setup(self, io: ReconnectingClient[Handler] | ServerSession) -> None:
+        self._io = io
+        self._changed = curio.Event()  # pulsed after the driver reported a change
+        self._woken = False
+        self._alarm = curio.Event()  # wakes the timer task when the deadline moved earlier
         self._sleeping_until: float | None = None
-        self._changed = curio.Event()
-        self._inbox = _Inbox()
-        self._requests: dict[str, _Waiter[Envelope]] = {}
-        self._pings: dict[bytes, tuple[float, _Waiter[float]]] = {}
-        self._callbacks: list[Handler] = []
-        self._backlog: deque[Awaitable[Any]] = deque()
-        self._runner: Any = None
-        self._timer: Any = None
-        self.events_seen: list[ClientEvent] = []
-        self.subprotocol: str | None = None
 
-    # ------------------------------------------------------------------ application API
+    def _wake(self, *_paused: bool) -> None:
+        """The driver's ``wake()`` and ``reading(paused)`` hooks: pulse on the next ``_notify``."""
+        self._woken = True
 
-    @property
-    def state(self) -> ClientState:
-        return self._core.state
+    async def _notify(self) -> None:
+        if self._woken:
+            self._woken = False
+            await _pulse(self._changed)
 
-    def stats(self) -> ClientStats:
-        return self._core.stats(_now())
+    async def _until(self, take: Callable[[], T | None]) -> T:
+        """Wait until ``take()`` gives a value (or raises)."""
+        while (value := take()) is None:
+            await self._changed.wait()
+        await self._notify()  # taking from the inbox may resume a paused reader
+        return value
 
-    def on(self, pattern: str, handler: Handler) -> None:
-        """Route envelopes whose type matches ``pattern`` (``"*"``: all) to ``handler``."""
-        self._core.router.on(pattern, handler)
+    async def _result(self, waiter: Pending[T]) -> T:
+        await self._until(lambda: waiter.done() or None)
+        return waiter.result()
 
-    def on_raw(self, handler: Handler) -> None:
-        """Receive messages that are not JSON envelopes (instead of ``recv``)."""
-        self._core.router.on_raw(handler)
+    async def _settled(self, transport: _Transport | None) -> None:
+        """The end of every ``_drive``: kick the writer, wake waiting tasks, re-arm the timer."""
+        if transport is not None:
+            await transport.kick.set()
+        await self._notify()
+        deadline, sleeping_until = self._io.next_deadline(), self._sleeping_until
+        if deadline is not None and (sleeping_until is None or deadline < sleeping_until):
+            await self._alarm.set()
 
-    def on_event(self, callback: Handler) -> None:
-        """Call ``callback(event)`` (sync or async) for every lifecycle event."""
-        self._callbacks.append(callback)
+    async def _tick(self) -> None:
+        """The timer task: sleep until the next deadline (or an earlier one), then fire."""
+        while True:
+            self._alarm.clear()
+            self._sleeping_until = deadline = self._io.next_deadline()
+            if deadline is None:
+                await self._alarm.wait()
+            elif deadline > monotonic():
+                await curio.ignore_after(deadline - monotonic(), self._alarm.wait())
+            self._sleeping_until = None
+            deadline = self._io.next_deadline()
+            if deadline is not None and monotonic() >= deadline:
+                self._io.handle_timer(monotonic())
+                await self._drive()
 
-    async def send_text(self, text: str) -> None:
-        self._core.send_text(text, now=_now())
-        await self._sent()
-
-    async def send_bytes(self, data: bytes) -> None:
-        self._core.send_bytes(data, now=_now())
-        await self._sent()
-
-    async def send_json(self, obj: Any) -> None:
-        self._core.send_json(obj, now=_now())
-        await self._sent()
-
-    async def send(self, type: str, data: Any = None) -> None:
-        """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
-        self._core.send(type, data, now=_now())
-        await self._sent()
-
-    async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
-        """Send a request envelope; the reply with its id, or ``RequestTimeout``."""
-        waiter: _Waiter[Envelope] = _Waiter()
-        self._requests[self._core.request(type, data, now=_now(), timeout=timeout)] = waiter
-        await self._sent()
-        return await waiter.result()
-
-    async def ping(self) -> float:
-        """Send a ping and return the round trip in seconds."""
-        payload = self._core.ping(now=_now())
-        if payload is None:
-            raise ConnectionClosed(None, "not open")
-        waiter: _Waiter[float] = _Waiter()
-        self._pings[payload] = (_now(), waiter)
-        await self._after()
-        return await waiter.result()
+    async def _caught_up(self, transport: _Transport | None) -> None:
+        """Backpressure: wait while the core holds more than its high-water mark of bytes."""
+        while self._io.writing_paused and transport is not None and not transport.closing:
+            await transport.progress.wait()
 
     async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message no handler or request consumed; ``ConnectionClosed`` at the end."""
-        return await self._inbox.get(timeout, lambda: ConnectionClosed(None, "client closed"))
+        """The next message; ``TimeoutError`` after ``timeout``; ``ConnectionClosed`` at the end."""
+        return await _within(timeout, self._until(self._take))
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self
@@ -382,12 +270,60 @@ class Client:
         except ConnectionClosed:
             raise StopAsyncIteration from None
 
+    async def ping(self) -> float:
+        """Ping the peer: the round trip in seconds (``ConnectionClosed`` if it is not open)."""
+        pong = self._start_ping(Pending[float]())
+        await self._drive()
+        return await self._result(pong)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Client(ClientDriver, _Curio):
+    """A resilient WebSocket client on curio; see ``connect``."""
+
+    def __init__(
+        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
+    ) -> None:
+        super().__init__(core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._call)
+        self._setup(core)
+        self._ssl, self._proxy = ssl, proxy
+        self._transport: _Transport | None = None
+        self._last: _Transport | None = None  # the transport dropped last (close waits for it)
+        self._backlog: deque[Awaitable[Any]] = deque()
+        self._runner: Any = None
+        self._timer: Any = None
+
+    async def send_text(self, text: str) -> None:
+        await self._submit(self._core.send_text, text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._submit(self._core.send_bytes, data)
+
+    async def send_json(self, obj: Any) -> None:
+        await self._submit(self._core.send_json, obj)
+
+    async def send(self, type: str, data: Any = None) -> None:
+        """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
+        await self._submit(self._core.send, type, data)
+
+    async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
+        """Send a request envelope; the reply with its id, or ``RequestTimeout``."""
+        reply = Pending[Envelope]()
+        try:  # the waiter is in place before any event can answer it
+            self._expect_reply(
+                self._core.request(type, data, now=monotonic(), timeout=timeout), reply
+            )
+        finally:
+            await self._sent()
+        return await self._result(reply)
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (no reconnection) and wait until the transport is gone."""
-        self._core.close(code, reason, now=_now())
-        await self._after()
-        while self._core.state is not ClientState.CLOSED:
-            await self._changed.wait()
+        self._core.close(code, reason, now=monotonic())
+        await self._drive()
+        await self._until(lambda: self._closed or None)
         if self._last is not None:
             await self._last.done.wait()
         await self._finish()
@@ -396,14 +332,10 @@ class Client:
         self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
     ) -> ClientEvent:
         """The first lifecycle event, already seen or still to come, matching ``predicate``."""
-        deadline = None if timeout is None else _now() + timeout
-        seen = 0
-        while True:
-            for event in self.events_seen[seen:]:
-                if predicate(event):
-                    return event
-            seen = len(self.events_seen)
-            await _wait(self._changed, None if deadline is None else deadline - _now())
+        event: ClientEvent = await _within(
+            timeout, self._until(lambda: self._match(predicate, 0)[0])
+        )
+        return event
 
     async def __aenter__(self) -> Client:
         return self
@@ -413,168 +345,88 @@ class Client:
 
     # ------------------------------------------------------------------ driving the core
 
+    async def _submit(self, method: Callable[..., object], *args: Any) -> None:
+        try:
+            method(*args, now=monotonic())
+        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            await self._sent()
+
     async def _sent(self) -> None:
-        await self._after()
-        while self._core.writing_paused and self._transport is not None:
-            await self._transport.progress.wait()  # backpressure: let the writer drain
+        await self._drive()
+        await self._caught_up(self._transport)
 
-    async def _after(self) -> None:
-        """After any input: run transport actions, dispatch events, kick writer and timer."""
-        core = self._core
-        for action in core.actions():
+    async def _drive(self) -> None:
+        """After any input: transport actions, events and user code, then ``_settled``."""
+        for action in self._core.actions():
+            t = self._transport
             if isinstance(action, OpenTransport):
-                t = self._transport = _Transport(self)
+                t = self._transport = _Transport(self, action.generation)
                 t.reader = await curio.spawn(self._open, t, action, daemon=True)
-            elif isinstance(action, CloseTransport) and self._transport is not None:
-                await self._drop(self._transport, core.data_to_send())
-        for event in core.events():
-            await self._dispatch(event)
-        if self._transport is not None:
-            await self._transport.kick.set()
-        deadline = core.next_deadline()
-        if deadline is not None and (
-            self._sleeping_until is None or deadline < self._sleeping_until
-        ):
-            await self._wake.set()
-
-    async def _tick(self) -> None:
-        """The timer task: sleep until the core's next deadline (or a wake-up), then fire."""
-        while True:
-            self._wake.clear()
-            self._sleeping_until = deadline = self._core.next_deadline()
-            if deadline is None:
-                await self._wake.wait()
-            elif deadline > _now():
-                await curio.ignore_after(deadline - _now(), self._wake.wait())
-            self._sleeping_until = None
-            deadline = self._core.next_deadline()
-            if deadline is not None and _now() >= deadline:
-                self._core.handle_timer(_now())
-                await self._after()
+            elif t is not None and t.generation == action.generation:  # CloseTransport
+                await self._drop(t, self._core.data_to_send())
+        self._dispatch_events()
+        if self._backlog and (self._runner is None or self._runner.terminated):
+            self._runner = await curio.spawn(self._run_backlog, daemon=True)
+        await self._settled(self._transport)
 
     async def _open(self, t: _Transport, action: OpenTransport) -> None:
-        """The reader task of one transport: connect (proxy, TLS), then read."""
+        """The reader task of one transport: TCP, proxy ``CONNECT``, TLS; then read."""
+        rest: bytes | None = b""
         try:
-            proxy = _proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            target = (proxy.host, proxy.port) if proxy else (action.host, action.port)
-            sock = await _tcp(*target)
-            leftover: bytes | None = b""
-            try:
-                if proxy is not None:
-                    tunnel = ConnectTunnel(proxy, action.host, action.port)
-                    await sock.sendall(tunnel.request())
-                    leftover = None
-                    while leftover is None:
-                        leftover = tunnel.receive(await sock.recv(READ_SIZE))
-                if action.tls is not None:
-                    context = self._ssl or self._contexts.get(action.tls)
-                    if context is None:
-                        context = self._contexts[action.tls] = client_ssl_context(action.tls)
-                    sock = await _wrap_tls(sock, context, action.server_hostname)
-            except BaseException:
-                await sock.close()
-                raise
+            proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
+            t.sock = await _tcp(
+                *((proxy.host, proxy.port) if proxy else (action.host, action.port))
+            )
+            if proxy is not None:
+                tunnel = ConnectTunnel(proxy, action.host, action.port)
+                await t.sock.sendall(tunnel.request())
+                rest = None
+                while rest is None:
+                    rest = tunnel.receive(await t.sock.recv(READ_SIZE))
+            if action.tls is not None:
+                context = self._ssl or client_ssl_context(action.tls)
+                t.sock = await _wrap_tls(t.sock, context, action.server_hostname)
         except Exception as exc:  # refused, DNS, TLS, proxy: the core decides what follows
+            await t.abort()
             if self._transport is t:
                 self._transport = None
                 flags = classify_os_error(exc)
-                self._core.connection_failed(str(exc) or type(exc).__name__, _now(), **flags)
-                await self._after()
+                self._core.connection_failed(str(exc) or type(exc).__name__, monotonic(), **flags)
+                await self._drive()
             return
         if self._transport is not t:
-            await sock.close()
+            await t.abort()
             return
-        t.sock = sock
         async with curio.disable_cancellation():
-            self._core.connection_made(_now())
-            if leftover:
-                self._core.receive_data(leftover, _now())
-            await self._after()
-        await t.serve(sock)
+            self._core.connection_made(monotonic())
+            if rest:
+                self._core.receive_data(rest, monotonic())
+            await self._drive()
+        await t.run()
 
-    def drain(self, t: _Transport) -> bytes:
+    def _drain(self, t: _Transport) -> bytes:
         return self._core.data_to_send() if self._transport is t else b""
 
-    async def feed(self, t: _Transport, data: bytes | BaseException) -> None:
+    async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
         if self._transport is not t:
             return
         if isinstance(data, bytes) and data:
-            self._core.receive_data(data, _now())
-        else:
-            self._transport = None  # EOF or error: the core considers the transport gone
-            if isinstance(data, bytes):
-                self._core.receive_eof(_now())
-            else:
-                self._core.connection_lost(str(data) or type(data).__name__, _now())
+            self._core.receive_data(data, monotonic())
+        else:  # EOF (no error) or error: the core considers the transport gone
+            error = None if isinstance(data, bytes) else str(data) or type(data).__name__
+            self._core.connection_lost(error, monotonic())
             await self._drop(t)
-        await self._after()
-
-    async def room(self, t: _Transport) -> None:
-        await self._inbox.room()
+        await self._drive()
 
     async def _drop(self, t: _Transport, final: bytes = b"") -> None:
         self._transport, self._last = None, t
         await t.shut(final)
 
-    async def _dispatch(self, event: ClientEvent) -> None:
-        if isinstance(event, Routed):
-            if event.handlers:  # a message with handlers is theirs, not recv()'s
-                for handler in event.handlers:
-                    await self._call(
-                        handler, event.envelope if event.envelope is not None else event.data
-                    )
-            else:
-                await self._inbox.put(event.data)
-            return
-        self.events_seen.append(event)
-        if isinstance(event, ResponseReceived):
-            if (waiter := self._requests.pop(event.request_id, None)) is not None:
-                await waiter.settle(event.envelope)
-        elif isinstance(event, RequestTimedOut):
-            if (waiter := self._requests.pop(event.request_id, None)) is not None:
-                await waiter.settle(
-                    error=RequestTimeout(event.request_id, event.type, event.timeout)
-                )
-        elif isinstance(event, MessageDropped) and event.request_id is not None:
-            if (waiter := self._requests.pop(event.request_id, None)) is not None:
-                await waiter.settle(error=ConnectionClosed(None, event.detail))
-        elif isinstance(event, PongReceived):
-            if (sent := self._pings.pop(event.payload, None)) is not None:
-                rtt = event.round_trip
-                await sent[1].settle(_now() - sent[0] if rtt is None else rtt)
-        elif isinstance(event, Connected):
-            self.subprotocol = event.subprotocol
-        elif isinstance(event, Disconnected):  # pongs of that connection will never come
-            for _sent_at, ping in self._pings.values():
-                await ping.settle(error=ConnectionClosed(event.code, event.reason))
-            self._pings.clear()
-        if isinstance(event, GaveUp) or self._core.state is ClientState.CLOSED:
-            await self._end()
-        for callback in self._callbacks:
-            await self._call(callback, event)
-        await _pulse(self._changed)
-
-    async def _end(self) -> None:
-        """Closed for good (or gave up): end iteration, fail what still waits for an answer."""
-        await self._inbox.end()
-        for waiter in self._requests.values():
-            await waiter.settle(error=ConnectionClosed(None, "client closed"))
-        for _sent_at, ping in self._pings.values():
-            await ping.settle(error=ConnectionClosed(None, "client closed"))
-        self._requests.clear()
-        self._pings.clear()
-
-    async def _call(self, handler: Handler, argument: Any) -> None:
-        """Call user code; coroutines run in order on one runner task."""
-        try:
-            result = handler(argument)
-        except Exception:
-            log.exception("zenws handler %r failed", handler)
-            return
-        if hasattr(result, "__await__"):
+    def _call(self, handler: Handler, argument: Any) -> None:
+        """Call user code; coroutines wait in order for the runner task ``_drive`` starts."""
+        result = call_user(handler, argument)
+        if result is not None:
             self._backlog.append(result)
-            if self._runner is None or self._runner.terminated:
-                self._runner = await curio.spawn(self._run_backlog, daemon=True)
 
     async def _run_backlog(self) -> None:
         while self._backlog:
@@ -583,24 +435,8 @@ class Client:
             except Exception:
                 log.exception("zenws async handler failed")
 
-    async def _start(self, wait_open: bool, open_timeout: float | None) -> Client:
-        self._timer = await curio.spawn(self._tick, daemon=True)
-        self._core.start(_now())
-        await self._after()
-        if not wait_open:
-            return self
-        try:
-            event = await self.wait_for(lambda e: isinstance(e, Connected | GaveUp), open_timeout)
-        except TimeoutError:
-            await self.close()
-            raise ConnectError(f"not open within {open_timeout}s") from None
-        if isinstance(event, GaveUp):
-            await self._finish()
-            raise ConnectError(f"could not connect: {event.reason}", event)
-        return self
-
     async def _finish(self) -> None:
-        await self._end()
+        """Stop the timer and let queued async handlers finish."""
         me = await curio.current_task()
         if self._timer is not None and self._timer is not me:
             await self._timer.cancel()
@@ -615,89 +451,59 @@ def connect(
     proxy: str | None = None,
     wait_open: bool = True,
     open_timeout: float | None = None,
-    rng: Any = None,
-    delays: Any = None,
-    mask_source: Any = None,
-    classifier: Any = None,
-    id_factory: Any = None,
     **options: Any,
-) -> _Opening[Client]:
+) -> Opening[Client]:
     """Start a client for ``url``: ``client = await connect(...)`` or ``async with connect(...)``.
 
-    ``options`` are ``ClientConfig`` fields (or ``config=``).  With ``wait_open`` the first
-    connection must open, else ``ConnectError``.
+    ``options`` are ``ClientConfig`` fields (or ``config=``) and the core's ``rng``,
+    ``delays``, ``mask_source``, ``classifier``, ``id_factory``.  With ``wait_open`` the
+    first connection must open, else ``ConnectError``.
     """
-    config = build_client_config(url, options)
-    extra = {"rng": rng, "delays": delays, "mask_source": mask_source}
-    extra.update(classifier=classifier, id_factory=id_factory)
-    kwargs = {name: value for name, value in extra.items() if value is not None}
+    core = build_core(url, options)
 
     async def start() -> Client:
-        client = Client(ReconnectingClient(config, **kwargs), ssl, proxy)
-        return await client._start(wait_open, open_timeout)
+        client = Client(core, ssl, proxy)
+        opened = client._open_waiter(Pending[None]()) if wait_open else None
+        client._timer = await curio.spawn(client._tick, daemon=True)
+        core.start(monotonic())
+        await client._drive()
+        try:
+            if opened is not None:
+                await _within(open_timeout, client._result(opened))
+        except TimeoutError:
+            await client.close()
+            raise client._open_timed_out(open_timeout) from None
+        except ConnectError:
+            await client._finish()
+            raise
+        return client
 
-    return _Opening(start)
+    return Opening(start)
 
 
 # --------------------------------------------------------------------------- server
 
 
-class ServerWebSocket:
+class ServerWebSocket(SessionDriver, _Curio):
     """One server-side connection; the handler receives it once the handshake completed."""
 
     def __init__(self, server: Server, remote_address: Any) -> None:
+        session = server.hub.session(monotonic())
+        super().__init__(
+            session, clock=monotonic, wake=self._wake, opened=self._opened, reading=self._wake
+        )
+        self._setup(session)
         self._server = server
-        self._session: ServerSession = server.hub.session(_now())
         self._transport = _Transport(self)
-        self._inbox = _Inbox()
-        self._wake = curio.Event()
-        self._closed = curio.Event()
-        self._pings: dict[bytes, tuple[float, _Waiter[float]]] = {}
+        self._start_handler = False
         self._handler_task: Any = None
         self.remote_address = remote_address
-        self.close_code: int | None = None
-        self.close_reason = ""
-
-    @property
-    def request(self) -> RequestReceived:
-        assert self._session.request is not None
-        return self._session.request
-
-    @property
-    def path(self) -> str:
-        return self.request.path
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {name.lower(): value for name, value in self.request.headers}
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._session.subprotocol
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``ConnectionClosed`` once the connection is closed."""
-        return await self._inbox.get(
-            timeout, lambda: ConnectionClosed(self.close_code, self.close_reason)
-        )
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message; waits while the writer is behind."""
-        if not self._session.is_open:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        self._session.send(message)
-        await self._after()
-        while self._session.writing_paused and not self._transport.closing:
-            await self._transport.progress.wait()
+        self._send_message(message)
+        await self._transport.kick.set()  # sending moves no deadline and makes no event
+        await self._caught_up(self._transport)
 
     async def send_text(self, text: str) -> None:
         await self.send(str(text))
@@ -706,139 +512,95 @@ class ServerWebSocket:
         await self.send(bytes(data))
 
     async def send_json(self, obj: Any) -> None:
-        await self.send(json.dumps(obj, separators=(",", ":")))
-
-    async def ping(self) -> float:
-        """Send a ping and return the round trip in seconds."""
-        if not self._session.is_open:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        waiter: _Waiter[float] = _Waiter()
-        self._pings[self._session.ping(now=_now())] = (_now(), waiter)
-        await self._after()
-        return await waiter.result()
+        await self.send(encode_json(obj))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake and wait until it ends (bounded by close_timeout)."""
-        self._session.close(code, reason, now=_now())
-        await self._after()
-        await self._closed.wait()
+        """Start the closing handshake (RFC 6455 section 7.1.2) and wait until it ends."""
+        self._start_close(code, reason)
+        await self._drive()
+        await self._until(lambda: self.closed or None)
 
     # ------------------------------------------------------------------ driving the session
 
-    def drain(self, t: _Transport) -> bytes:
+    def _opened(self) -> None:
+        self._start_handler = True
+
+    def _drain(self, t: _Transport) -> bytes:
         return self._session.data_to_send()
 
-    async def feed(self, t: _Transport, data: bytes | BaseException) -> None:
+    async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
         if isinstance(data, bytes) and data:
-            self._session.receive_data(data, _now())
+            self._session.receive_data(data, monotonic())
         else:
-            self._session.receive_eof(_now())
-        await self._after()
+            self._session.receive_eof(monotonic())
+        await self._drive()
 
-    async def room(self, t: _Transport) -> None:
-        await self._inbox.room()
-
-    async def _after(self) -> None:
-        session = self._session
-        for event in session.events():
-            if isinstance(event, MessageReceived):
-                await self._inbox.put(event.data)
-            elif isinstance(event, Opened):
-                self._handler_task = await curio.spawn(self._run_handler, daemon=True)
-            elif isinstance(event, PongReceived):
-                if (sent := self._pings.pop(event.payload, None)) is not None:
-                    rtt = event.round_trip
-                    await sent[1].settle(_now() - sent[0] if rtt is None else rtt)
-            elif isinstance(event, Closed):
-                self.close_code, self.close_reason = event.code, event.reason
-                await self._inbox.end()
-                for _sent_at, ping in self._pings.values():
-                    await ping.settle(error=ConnectionClosed(event.code, event.reason))
-                self._pings.clear()
-                await self._closed.set()
-        if session.should_close_transport:
-            await self._transport.shut(session.data_to_send())
-        else:
-            await self._transport.kick.set()
-        await self._wake.set()
-
-    async def _tick(self) -> None:
-        while not self._transport.closing:
-            self._wake.clear()
-            deadline = self._session.next_deadline()
-            if deadline is None:
-                await self._wake.wait()
-            elif deadline > _now():
-                await curio.ignore_after(deadline - _now(), self._wake.wait())
-            deadline = self._session.next_deadline()
-            if deadline is not None and _now() >= deadline:
-                self._session.handle_timer(_now())
-                await self._after()
+    async def _drive(self) -> None:
+        """After any input: events, the handler's start, the transport's end; ``_settled``."""
+        self._dispatch_events()
+        if self._start_handler:
+            self._start_handler = False
+            self._handler_task = await curio.spawn(self._run_handler, daemon=True)
+        if self._session.should_close_transport:
+            await self._transport.shut(self._session.data_to_send())
+        await self._settled(self._transport)
 
     async def _run_handler(self) -> None:
         try:
-            await self._server.handler(self)
-        except Exception:
-            log.exception("zenws handler failed; closing with 1011")
-            code = 1011
+            await self._server._handler(self)
+        except Exception as exc:
+            self._handler_done(exc)
         else:
-            code = 1000
-        if self._session.is_open:
-            await self.close(code, "" if code == 1000 else "handler failed")
+            self._handler_done(None)
+        await self._drive()
 
     async def _serve(self, sock: Any) -> None:
         """The connection task: TLS handshake, then read until the transport is closed.
 
         The session's handshake deadline (kept by the timer task) also bounds TLS.
         """
-        self._transport.reader = await curio.current_task()
+        t, server = self._transport, self._server
+        t.reader, t.sock = await curio.current_task(), sock
         timer = await curio.spawn(self._tick, daemon=True)
         try:
-            if self._server.ssl is not None:
-                try:
-                    sock = await _wrap_tls(sock, self._server.ssl, None, server_side=True)
-                except OSError as exc:
-                    log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
-                    await sock.close()
-                    return
-            await self._transport.serve(sock)
-            await self._transport.shut()  # EOF or error: nothing more will be read
-            await self._transport.done.wait()
+            if server.ssl is not None:
+                t.sock = await _wrap_tls(sock, server.ssl, None, server_side=True)
+            await t.run()
+            await t.shut()  # EOF or error: nothing more will be read
+            await t.done.wait()
             if self._handler_task is not None:
                 await self._handler_task.wait()
+        except OSError as exc:
+            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
         finally:
             await timer.cancel()
             if self._handler_task is not None:
                 await self._handler_task.cancel()
-            self._session.receive_eof(_now())  # a connection cut short still ends (counters)
-            await self._after()
-            await self._transport.abort()
+            self._session.receive_eof(monotonic())  # a connection cut short still ends
+            await self._drive()
+            self._mark_closed()
+            await self._notify()
+            await t.abort()
+            del server._connections[self]
+            if not server._connections:
+                await _pulse(server._all_gone)
 
 
-class Server:
+ServerHandler = Callable[[ServerWebSocket], Awaitable[Any]]
+
+
+class Server(ServerDriver):
     """A running zenws server (one listening socket, one task per connection)."""
 
     def __init__(
-        self,
-        sock: Any,
-        handler: Callable[[ServerWebSocket], Awaitable[Any]],
-        ssl: _ssl.SSLContext | None,
-        config: ServerConfig,
+        self, sock: Any, handler: ServerHandler, ssl: _ssl.SSLContext | None, config: ServerConfig
     ) -> None:
-        self._sock = sock
-        self.handler = handler
-        self.ssl = ssl
-        self.hub = ServerHub(config, now=_now())
+        super().__init__(config, clock=monotonic, secure=ssl is not None)
+        self._sock, self._handler, self.ssl = sock, handler, ssl
         self.host, self.port = sock.getsockname()[:2]
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"{'wss' if ssl else 'ws'}://{host}:{self.port}/"
-        self._connections: dict[Any, ServerWebSocket] = {}
-        self._all_gone = curio.Event()
-        self._stopped = curio.Event()
+        self._connections: dict[ServerWebSocket, Any] = {}  # their tasks
+        self._all_gone, self._stopped = curio.Event(), curio.Event()
         self._acceptor: Any = None
-
-    def status(self) -> ServerStatus:
-        return self.hub.status(_now())
 
     async def serve_forever(self) -> None:
         """Wait until ``shutdown`` ends this server."""
@@ -849,16 +611,14 @@ class Server:
         if self.hub.shutting_down:
             await self._stopped.wait()
             return
-        self.hub.shutting_down = True
+        timeout = self._begin_shutdown(self._connections, timeout)
         await self._acceptor.cancel()
         await self._sock.close()
-        for ws in list(self._connections.values()):
-            ws._session.shutdown(now=_now())
-            await ws._after()
-        timeout = self.hub.config.shutdown_timeout if timeout is None else timeout
+        for ws in list(self._connections):
+            await ws._drive()
         if self._connections:
             await curio.ignore_after(timeout, self._all_gone.wait())
-        for task in list(self._connections):
+        for task in list(self._connections.values()):
             await task.cancel()
         await self._stopped.set()
 
@@ -872,37 +632,24 @@ class Server:
         while True:
             sock, address = await self._sock.accept()
             _nodelay(sock)
-            await curio.spawn(self._connection, sock, address, daemon=True)
-
-    async def _connection(self, sock: Any, address: Any) -> None:
-        ws = ServerWebSocket(self, address)
-        task = await curio.current_task()
-        self._connections[task] = ws
-        try:
-            await ws._serve(sock)
-        finally:
-            del self._connections[task]
-            if not self._connections:
-                await _pulse(self._all_gone)
+            ws = ServerWebSocket(self, address)
+            self._connections[ws] = await curio.spawn(ws._serve, sock, daemon=True)
 
 
 def serve(
     host: str,
     port: int,
-    handler: Callable[[ServerWebSocket], Awaitable[Any]],
+    handler: ServerHandler,
     *,
     ssl: _ssl.SSLContext | None = None,
     config: ServerConfig | None = None,
     **options: Any,
-) -> _Opening[Server]:
+) -> Opening[Server]:
     """Listen on ``host:port`` (0: any free port): ``await serve(...)`` or ``async with``.
 
     ``handler(ws)`` runs once per opened connection; ``options`` are ``ServerConfig`` fields.
     """
-    if config is None:
-        config = ServerConfig(**options)
-    elif options:
-        config = dataclasses.replace(config, **options)
+    config = server_config(config, options)
 
     async def start() -> Server:
         family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
@@ -911,4 +658,4 @@ def serve(
         server._acceptor = await curio.spawn(server._accept, daemon=True)
         return server
 
-    return _Opening(start)
+    return Opening(start)
