@@ -7,6 +7,7 @@ Each test runs one ``curio.run`` with a curio server and curio clients on 127.0.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,15 +19,19 @@ from tests.adapters.harness_curio import CurioHarness
 from tests.support.certs import TestPKI
 from tests.support.proxy import HttpProxy
 from zenws_adapters import curio as zc
+from zenws_adapters._driver import EVENTS_SEEN_LIMIT, INBOX_LIMIT
 from zenws_adapters._errors import ConnectError, ConnectionClosed, QueueFull, RequestTimeout
 from zenws_core import (
     ClientClosedError,
     ClientState,
+    Connected,
     Disconnected,
     Envelope,
     GaveUp,
+    MessageDropped,
     QueueConfig,
     ReconnectConfig,
+    Routed,
     ServerConfig,
 )
 
@@ -178,8 +183,12 @@ def test_queue_full_while_disconnected() -> None:
     run(main)
 
 
-@pytest.mark.parametrize(("behaviour", "code"), [("return", 1000), ("raise", 1011)])
-def test_handler_end_closes_connection(behaviour: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "code", "reason"), [("return", 1000, ""), ("raise", 1011, "internal error")]
+)
+def test_handler_end_closes_connection(
+    behaviour: str, code: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def handler(ws: zc.ServerWebSocket) -> None:
         await ws.recv()
         if behaviour == "raise":
@@ -191,10 +200,13 @@ def test_handler_end_closes_connection(behaviour: str, code: int) -> None:
             await client.send_text("go")
             event = await client.wait_for(lambda e: isinstance(e, Disconnected), timeout=5)
             assert isinstance(event, Disconnected)
-            assert event.code == code
+            assert (event.code, event.reason) == (code, reason)
             await client.close()
 
-    run(main)
+    with caplog.at_level(logging.ERROR, logger="zenws"):
+        run(main)
+    logged = [r for r in caplog.records if r.name == "zenws" and "1011" in r.getMessage()]
+    assert len(logged) == (1 if behaviour == "raise" else 0)
 
 
 def test_server_ping_and_close_from_handler() -> None:
@@ -382,3 +394,105 @@ def test_failing_user_code_is_logged_and_the_client_goes_on(
     messages = [record.getMessage() for record in caplog.records]
     assert any("handler" in m and "failed" in m for m in messages)
     assert any("async handler failed" in m for m in messages)
+
+
+def test_events_seen_leaves_out_messages_and_keeps_the_latest() -> None:
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, echo) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            seen: list[Any] = []
+            client.on_event(seen.append)
+            handled: list[Any] = []
+            client.on("greet", handled.append)
+            await client.send("greet", 1)
+            await client.send_text("plain")
+            assert await client.recv(timeout=5) == "plain"
+            assert handled == [Envelope("greet", 1)]
+            assert not any(isinstance(e, Routed) for e in client.events_seen + seen)
+            first = client.events_seen[0]
+            await client.close()
+            refused = EVENTS_SEEN_LIMIT + 5
+            for _ in range(refused):  # each refused send is one MessageDropped event
+                with pytest.raises(ClientClosedError):
+                    await client.send_text("late")
+            assert len(client.events_seen) == EVENTS_SEEN_LIMIT
+            assert first not in client.events_seen
+            assert all(isinstance(e, MessageDropped) for e in client.events_seen)
+            assert sum(isinstance(e, MessageDropped) for e in seen) == refused
+            with pytest.raises(TimeoutError):
+                await client.wait_for(lambda e: isinstance(e, Connected), timeout=0.05)
+
+    run(main)
+
+
+def test_expired_queued_request_raises_request_timeout() -> None:
+    """A request queued while disconnected and never sent times out like any other."""
+
+    async def main() -> None:
+        retry_later = ReconnectConfig(initial_delay=60.0, max_delay=60.0)
+        url = f"ws://127.0.0.1:{free_port()}/"
+        async with zc.connect(url, wait_open=False, reconnect=retry_later) as client:
+            with pytest.raises(RequestTimeout):
+                await client.request("never.sent", timeout=0.05)
+            stats = client.stats()
+            assert (stats.queue_depth, stats.requests_timed_out) == (0, 1)
+
+    run(main)
+
+
+def test_ping_fails_as_soon_as_the_connection_drops() -> None:
+    async def never_reads(ws: zc.ServerWebSocket) -> None:
+        await curio.Event().wait()
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, never_reads, shutdown_timeout=0.2) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            for i in range(200):  # fill the server's inbox: it stops reading, no pong comes
+                await client.send_bytes(i.to_bytes(2, "big") * 5000)
+            pinging = await curio.spawn(client.ping)
+            await curio.sleep(0.05)
+            assert not pinging.terminated  # still waiting for its pong
+            await server.shutdown()  # the connection goes
+            with pytest.raises(curio.TaskError) as failed:
+                await pinging.join()
+            assert isinstance(failed.value.__cause__, ConnectionClosed)
+            await client.close()
+
+    run(main)
+
+
+def test_client_inbox_pauses_reading_at_the_limit_and_resumes_at_half() -> None:
+    async def burst(ws: zc.ServerWebSocket) -> None:
+        for i in range(150):
+            await ws.send(f"b{i}")
+        await ws.recv()
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, burst) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            while not client._reading_paused:
+                await curio.sleep(0.01)
+            assert len(client._inbox) >= INBOX_LIMIT  # whole reads: one may overshoot
+            got = []
+            while len(client._inbox) > INBOX_LIMIT // 2 + 1:
+                got.append(await client.recv())
+            assert client._reading_paused
+            got.append(await client.recv())
+            assert not client._reading_paused
+            got += [await client.recv(timeout=5) for _ in range(150 - len(got))]
+            assert got == [f"b{i}" for i in range(150)]
+            await client.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_wildcard_bind_url_reads_as_loopback(host: str, loopback: str) -> None:
+    async def main() -> None:
+        async with zc.serve(host, 0, echo) as server:
+            assert server.url == f"ws://{loopback}:{server.port}/"
+            async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("via wildcard")
+                assert await client.recv(timeout=5) == "via wildcard"
+
+    run(main)

@@ -311,12 +311,10 @@ class Client(ClientDriver, _Curio):
     async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send a request envelope; the reply with its id, or ``RequestTimeout``."""
         reply = Pending[Envelope]()
-        try:  # the waiter is in place before any event can answer it
-            self._expect_reply(
-                self._core.request(type, data, now=monotonic(), timeout=timeout), reply
-            )
-        finally:
-            await self._sent()
+        request = self._core.request  # the waiter is in place before any event can answer it
+        await self._submit(
+            lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
+        )
         return await self._result(reply)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -349,11 +347,8 @@ class Client(ClientDriver, _Curio):
         try:
             method(*args, now=monotonic())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
-            await self._sent()
-
-    async def _sent(self) -> None:
-        await self._drive()
-        await self._caught_up(self._transport)
+            await self._drive()
+            await self._caught_up(self._transport)
 
     async def _drive(self) -> None:
         """After any input: transport actions, events and user code, then ``_settled``."""
@@ -374,9 +369,8 @@ class Client(ClientDriver, _Curio):
         rest: bytes | None = b""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            t.sock = await _tcp(
-                *((proxy.host, proxy.port) if proxy else (action.host, action.port))
-            )
+            end = proxy or action  # TCP to the proxy, or straight to the server
+            t.sock = await _tcp(end.host, end.port)
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 await t.sock.sendall(tunnel.request())
