@@ -538,3 +538,23 @@ def test_config_from_environment_rejects_bad_numbers() -> None:
 def test_bad_url_is_refused_at_configuration() -> None:
     with pytest.raises(ValueError, match="ws:// or wss://"):
         ClientConfig(url="http://example.com/")
+
+
+def test_handshake_and_close_in_one_read_keep_the_queue_for_the_next_connection() -> None:
+    """Peer input never raises: Opened and Closed in one read with messages queued."""
+    client = make_client(delays=[1.0])
+    hub = ServerHub(now=0.0)
+    client.start(0.0)
+    client.actions()
+    client.send_text("queued", now=0.0)
+    client.connection_made(0.0)
+    session = hub.session(0.0)
+    session.receive_data(client.data_to_send(), 0.0)
+    session.events()
+    session.close(1001, "bye", now=0.0)
+    client.receive_data(session.data_to_send(), 0.0)  # 101 response + close frame together
+    events = client.events()
+    assert any(isinstance(e, Connected) for e in events)
+    (disc,) = [e for e in events if isinstance(e, Disconnected)]
+    assert disc.code == 1001
+    assert client.stats(0.0).queue_depth == 1

@@ -841,13 +841,16 @@ class ReconnectingClient(Generic[H]):
 
     def _flush(self, now: float) -> None:
         conn = self._conn
-        if conn is None:
+        # The handshake response and a close frame can arrive in one read: by the time
+        # Opened is processed the connection may already be closed, and what is queued
+        # waits for the next connection.
+        if conn is None or conn.state is not ConnectionState.OPEN:
             return
         for text in self.config.on_open:
             self._write(conn, self.queue.bypass(text, now), now)
         for dropped in self.queue.expire(now):
             self._report_drop(dropped, "time to live ran out")
-        while True:
+        while conn.state is ConnectionState.OPEN:
             message = self.queue.popleft()
             if message is None:
                 break
