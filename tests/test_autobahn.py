@@ -92,13 +92,12 @@ def test_zenws_asyncio_client_passes_autobahn_quick(autobahn: Path, tmp_path: Pa
 
 #: A valid message, then a protocol violation in the same TCP segment: strict peers answer
 #: the message before they fail the connection.  Each adapter orders this differently
-#: (tasks, threads, timers), so the other adapters run these cases in both roles.  curio is
-#: not listed yet: its reader task reads on without yielding while bytes are ready, so case
-#: 3.4 (octet-wise chops) is NON-STRICT in about one client run in four (docs/conformance.md).
+#: (tasks, threads, timers), so the other adapters run these cases in both roles.  (curio's
+#: reader task now yields to the application whenever messages wait, which case 3.4 needs.)
 ORDERING_CASES = "3.2,3.3,3.4,4.1.3,4.1.4,4.1.5,4.2.3,4.2.4,4.2.5,5.15,6.4.3,6.4.4"
 
 
-@pytest.mark.parametrize("adapter", ["sync", "trio"])
+@pytest.mark.parametrize("adapter", ["sync", "trio", "curio"])
 def test_other_adapters_answer_before_failing(autobahn: Path, tmp_path: Path, adapter: str) -> None:
     server_argv = [sys.executable, str(REPO / "tools" / "autobahn_server.py")]
     server_argv += ["--adapter", adapter, "--port", "0"]

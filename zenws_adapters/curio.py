@@ -144,6 +144,8 @@ class _Transport:
                 await self.owner._feed(self, data)  # b"" is EOF
             if not isinstance(data, bytes) or not data:
                 return
+            if self.owner._inbox:
+                await curio.sleep(0)  # let the application take what arrived before reading on
 
     async def _write_loop(self) -> None:
         try:
@@ -195,6 +197,7 @@ class _Curio:
 
     _io: ReconnectingClient[Handler] | ServerSession
     _reading_paused: bool
+    _inbox: deque[str | bytes]
     _drain: Callable[[_Transport], bytes]
     _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
     _drive: Callable[[], Awaitable[None]]
