@@ -308,7 +308,7 @@ def test_protocol_suite_passes_with_pure_python_masking() -> None:
         "import sys, pytest\n"
         "from zenws_core import _mask\n"
         "assert _mask.use_speedups(False) is False\n"
-        "code = pytest.main(['-q', '-p', 'no:cacheprovider', '-x', *sys.argv[1:]])\n"
+        "code = pytest.main(['-q', '-p', 'no:cacheprovider', '--no-cov', '-x', *sys.argv[1:]])\n"
         "assert not _mask.using_speedups(), 'a test switched the C path back on'\n"
         "sys.exit(int(code))\n"
     )
