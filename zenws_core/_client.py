@@ -705,7 +705,7 @@ class ReconnectingClient(Generic[H]):
         if self._connect_deadline is not None and now >= self._connect_deadline:
             self._connect_deadline = None
             self._drop_transport("connect timed out")
-            self.connection_failed_timeout(now)
+            self._connect_timed_out(now)
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             if self._state is ClientState.WAITING_TO_RECONNECT:
@@ -731,7 +731,7 @@ class ReconnectingClient(Generic[H]):
                         return
             self._pump(now)
 
-    def connection_failed_timeout(self, now: float) -> None:
+    def _connect_timed_out(self, now: float) -> None:
         failure = Failure(FailureKind.CONNECT_TIMEOUT, detail="connect timed out")
         self._events.append(Disconnected(failure, 1006, "connect timed out", clean=False))
         self._finish(failure, now)
