@@ -24,7 +24,7 @@ from ._common import server_ssl_context
 try:  # typer 0.2x vendors click as ``typer._click``; older typer uses click itself
     from typer._click import exceptions as _click
 except ImportError:  # pragma: no cover
-    import click.exceptions as _click  # type: ignore[no-redef]
+    import click.exceptions as _click  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 __all__ = ["app", "main"]
 
