@@ -45,6 +45,27 @@ class _Changes:
         self._waiters.append(waiter)
         return waiter
 
+    def _take(self) -> str | bytes | None:
+        raise NotImplementedError
+
+    async def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next message nothing else consumed; ``ConnectionClosed`` once closed for good."""
+        if timeout is not None:
+            async with asyncio.timeout(timeout):
+                return await self.recv()
+        while (message := self._take()) is None:
+            await self._change()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
     def _wake(self) -> None:
         if self._waiters:
             waiters, self._waiters = self._waiters, []
@@ -147,24 +168,6 @@ class Client(ClientDriver, _Changes):
         pong: asyncio.Future[float] = self._start_ping(self._loop.create_future())
         self._drive()
         return await pong
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message no handler or request consumed; ``ConnectionClosed`` at the end."""
-        if timeout is not None:
-            async with asyncio.timeout(timeout):
-                return await self.recv()
-        while (message := self._take()) is None:
-            await self._change()
-        return message
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
     async def reconnect(self) -> None:
         """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, cast
 
@@ -18,7 +18,6 @@ from zenws_core import ServerConfig
 
 from ._asyncio_client import _Changes
 from ._driver import ServerDriver, SessionDriver, encode_json, server_config
-from ._errors import ConnectionClosed
 
 __all__ = ["Server", "ServerWebSocket", "serve"]
 
@@ -41,24 +40,6 @@ class ServerWebSocket(SessionDriver, _Changes, asyncio.Protocol):
         self._waiters = []
 
     # ------------------------------------------------------------------ handler API
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``ConnectionClosed`` once the connection is closed."""
-        if timeout is not None:
-            async with asyncio.timeout(timeout):
-                return await self.recv()
-        while (message := self._take()) is None:
-            await self._change()
-        return message
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message; waits while the transport is full."""

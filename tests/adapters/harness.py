@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, ServerStatus
+from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Reject, ServerStatus
 
 __all__ = [
     "ADAPTERS",
@@ -33,6 +33,7 @@ __all__ = [
     "ServerHandle",
     "ServerRecord",
     "handle_message",
+    "server_options",
 ]
 
 #: Every adapter, by the name its harness module carries.
@@ -73,6 +74,15 @@ def handle_message(
             payload = bytes(i % 251 for i in range(int(size_text)))
             return Command(replies=tuple(payload for _ in range(int(count_text))))
     return Command(replies=(message,))
+
+
+def server_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Turn the harness-only ``reject_status=N`` into a ``ServerConfig.authenticate`` policy."""
+    status = options.pop("reject_status", None)
+    if status is not None:
+        headers = (("retry-after", "0"),) if status == 503 else ()
+        options["authenticate"] = lambda request: Reject(status, headers)
+    return options
 
 
 class ClientHandle(Protocol):

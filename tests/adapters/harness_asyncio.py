@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from tests.adapters.harness import ServerRecord, handle_message
+from tests.adapters.harness import ServerRecord, handle_message, server_options
 from zenws_adapters import asyncio as zasyncio
-from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Reject, ServerStatus
+from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, ServerStatus
 
 T = TypeVar("T")
 
@@ -166,10 +166,7 @@ class AsyncioHarness:
     def start_server(
         self, *, port: int = 0, ssl: Any = None, host: str = "127.0.0.1", **options: Any
     ) -> AsyncioServerHandle:
-        status = options.pop("reject_status", None)
-        if status is not None:
-            headers = (("retry-after", "0"),) if status == 503 else ()
-            options["authenticate"] = lambda request: Reject(status, headers)
+        server_options(options)
         record = ServerRecord()
         server = self.runner.run(
             zasyncio.serve(host, port, command_handler(record), ssl=ssl, **options), 10

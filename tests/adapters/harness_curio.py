@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import curio
 
-from tests.adapters.harness import ServerRecord, handle_message
+from tests.adapters.harness import ServerRecord, handle_message, server_options
 from zenws_adapters import curio as zcurio
-from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Reject, Routed, ServerStatus
+from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Routed, ServerStatus
 
 T = TypeVar("T")
 
@@ -228,10 +228,7 @@ class CurioHarness:
     def start_server(
         self, *, port: int = 0, ssl: Any = None, host: str = "127.0.0.1", **options: Any
     ) -> CurioServerHandle:
-        status = options.pop("reject_status", None)
-        if status is not None:
-            headers = (("retry-after", "0"),) if status == 503 else ()
-            options["authenticate"] = lambda request: Reject(status, headers)
+        server_options(options)
         record = ServerRecord()
 
         async def start() -> zcurio.Server:

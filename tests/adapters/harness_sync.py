@@ -11,9 +11,9 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
-from tests.adapters.harness import ServerRecord, handle_message
+from tests.adapters.harness import ServerRecord, handle_message, server_options
 from zenws_adapters import sync
-from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Reject, ServerStatus
+from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, ServerStatus
 
 
 class SyncClientHandle:
@@ -111,10 +111,7 @@ class SyncHarness:
         self, *, port: int = 0, ssl: Any = None, host: str = "127.0.0.1", **options: Any
     ) -> SyncServerHandle:
         record = ServerRecord()
-        status = options.pop("reject_status", None)
-        if status is not None:
-            headers = (("retry-after", "0"),) if status == 503 else ()
-            options["authenticate"] = lambda request: Reject(status, headers)
+        server_options(options)
         lock = self._lock
 
         def handler(ws: sync.ServerWebSocket) -> None:

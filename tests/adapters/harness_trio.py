@@ -15,9 +15,9 @@ from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from tests.adapters.harness import ServerRecord, handle_message
+from tests.adapters.harness import ServerRecord, handle_message, server_options
 from zenws_adapters import anyio as zenws_anyio
-from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, Reject, ServerStatus
+from zenws_core import ClientEvent, ClientState, ClientStats, Envelope, ServerStatus
 
 __all__ = ["HARNESS", "AnyioHarness"]
 
@@ -191,10 +191,7 @@ class AnyioHarness:
         self, *, port: int = 0, ssl: Any = None, host: str = "127.0.0.1", **options: Any
     ) -> _Server:
         record = ServerRecord()
-        status = options.pop("reject_status", None)
-        if status is not None:
-            headers = (("retry-after", "0"),) if status == 503 else ()
-            options["authenticate"] = lambda request: Reject(status, headers)
+        server_options(options)
         manager = zenws_anyio.serve(host, port, _command_handler(record), ssl=ssl, **options)
         context = self.portal.wrap_async_context_manager(manager)
         server = _Server(self.portal, context.__enter__(), context, record)
