@@ -3,7 +3,9 @@
 Every implementation offers an echo server (binary messages echoed unchanged) and a client
 with one small awaitable interface (``BenchConnection``), so the workloads in
 ``workloads.py`` run unchanged against any of them.  ``IMPLEMENTATIONS`` is the registry:
-a zenws adapter joins the benchmark by adding one ``Implementation`` entry.
+a zenws adapter joins the benchmark by adding one ``Implementation`` entry, which names the
+runtime its server and client run on (``runtimes.py``: the run's asyncio loop, or its own
+``trio``, ``curio`` or ``threads``).
 
 Subprocess entry points (all listen on / connect to 127.0.0.1 only)::
 
@@ -14,6 +16,9 @@ Subprocess entry points (all listen on / connect to 127.0.0.1 only)::
     python benchmarks/peers.py hold NAME --port P --connections N [--loop ...]
         opens one connection, prints WARM, waits for a stdin line; opens N more,
         prints HELD N, waits for a stdin line; closes them all (server RSS is read in between)
+
+``--loop`` applies to implementations on asyncio; the others ignore it and run their own
+runtime (``trio.run``, ``curio.run``, plain threads).
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import collections
 import contextlib
 import json
 import resource
-import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
+
+from runtimes import LOOPS, Runtime, runtime_named
 
 #: Largest message any implementation accepts in these benchmarks (1 MiB payloads + margin).
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -52,13 +58,20 @@ class ClientKit(Protocol):
     async def aclose(self) -> None: ...
 
 
+ASYNCIO = "asyncio"
+"""``Implementation.runtime`` of implementations that run on the run's asyncio loop(s)."""
+
+
 @dataclass(frozen=True)
 class Implementation:
     """A benchmarked WebSocket implementation: an echo server and/or a client.
 
     ``serve(host)`` starts an echo server on an ephemeral port and returns the port;
-    ``client()`` makes a ``ClientKit``.  ``settings`` are printed with the results so runs
-    are comparable (compression, limits, keep-alive pings).
+    ``client()`` makes a ``ClientKit``.  Both run on ``runtime``: ``"asyncio"`` means the
+    run's ``--loop`` (uvloop or the standard loop, measured once per loop), else
+    ``"trio"``, ``"curio"`` or ``"threads"`` (``runtimes.py``).  ``settings`` are printed
+    with the results so runs are comparable (compression, limits, keep-alive pings);
+    ``live_settings`` adds what is only known in the measured process (e.g. zenws masking).
     """
 
     name: str
@@ -66,6 +79,24 @@ class Implementation:
     serve: Callable[[str], Awaitable[int]] | None
     client: Callable[[], ClientKit] | None
     settings: dict[str, Any] = field(default_factory=dict)
+    runtime: str = ASYNCIO
+    live_settings: Callable[[], dict[str, Any]] | None = None
+
+    @property
+    def on_asyncio(self) -> bool:
+        """Whether the run's ``--loop`` choice applies (and it is measured once per loop)."""
+        return self.runtime == ASYNCIO
+
+    def runtime_name(self, loop: str) -> str:
+        """The runtime its subprocesses use when the run's asyncio loop is ``loop``."""
+        return loop if self.on_asyncio else self.runtime
+
+    def describe(self, loop: str) -> dict[str, Any]:
+        """The settings printed for a measurement (``loop`` is the runtime actually used)."""
+        live = self.live_settings() if self.live_settings is not None else {}
+        return (
+            {"implementation": self.name, "runtime": self.runtime_name(loop)} | self.settings | live
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,12 +565,12 @@ async def connect_wsproto(host: str, port: int) -> BenchConnection:
 
 
 # ---------------------------------------------------------------------------------------------
-# zenws (asyncio adapter; the event loop is the run's --loop, uvloop or asyncio)
+# zenws: every adapter, with the same settings (asyncio on the run's loop; anyio on Trio;
+# curio; blocking sockets on threads)
 # ---------------------------------------------------------------------------------------------
 
 
 ZENWS_SETTINGS = {
-    "adapter": "zenws_adapters.asyncio",
     "compression": None,
     "max_message_size": MAX_MESSAGE,
     "fragment_size": None,
@@ -549,12 +580,15 @@ ZENWS_SETTINGS = {
 }
 
 
-def zenws_settings() -> dict[str, Any]:
-    """``ZENWS_SETTINGS`` with the masking implementation this process actually uses."""
+def zenws_masking() -> dict[str, Any]:
+    """The masking implementation this process actually uses."""
     from zenws_core._mask import using_speedups
 
-    masking = "C (zenws_core._speedups)" if using_speedups() else "pure Python"
-    return {**ZENWS_SETTINGS, "masking": masking}
+    return {"masking": "C (zenws_core._speedups)" if using_speedups() else "pure Python"}
+
+
+def _zenws_settings(adapter: str) -> dict[str, Any]:
+    return {"adapter": adapter, **ZENWS_SETTINGS}
 
 
 def _zenws_connection_config() -> Any:
@@ -563,23 +597,24 @@ def _zenws_connection_config() -> Any:
     return ConnectionConfig(max_message_size=MAX_MESSAGE, fragment_size=None)
 
 
+def _zenws_client_options(port: int, host: str) -> tuple[str, dict[str, Any]]:
+    """URL and ``connect`` options shared by every zenws client (no heartbeat pings)."""
+    from zenws_core import HeartbeatConfig
+
+    options = {
+        "connection": _zenws_connection_config(),
+        "heartbeat": HeartbeatConfig(interval=None),
+    }
+    return f"ws://{host}:{port}/", options
+
+
 #: Servers started in this process (kept referenced for the life of the subprocess).
 _ZENWS_SERVERS: list[Any] = []
 
 
-async def serve_zenws(host: str) -> int:
-    from zenws_adapters.asyncio import ServerWebSocket, serve
-
-    async def echo(ws: ServerWebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    server = await serve(host, 0, echo, connection=_zenws_connection_config())
-    _ZENWS_SERVERS.append(server)
-    return int(server.port)
-
-
 class _ZenwsConnection:
+    """A zenws async client (asyncio, anyio or curio adapter) as a ``BenchConnection``."""
+
     def __init__(self, client: Any) -> None:
         self._client = client
 
@@ -596,16 +631,98 @@ class _ZenwsConnection:
         await self._client.close()
 
 
+async def _zenws_echo(ws: Any) -> None:
+    """The echo handler of every async zenws server (``async for`` then ``await send``)."""
+    async for message in ws:
+        await ws.send(message)
+
+
+async def serve_zenws(host: str) -> int:
+    from zenws_adapters.asyncio import serve
+
+    server = await serve(host, 0, _zenws_echo, connection=_zenws_connection_config())
+    _ZENWS_SERVERS.append(server)
+    return int(server.port)
+
+
 async def connect_zenws(host: str, port: int) -> BenchConnection:
     from zenws_adapters.asyncio import connect
-    from zenws_core import HeartbeatConfig
 
-    client = await connect(
-        f"ws://{host}:{port}/",
-        connection=_zenws_connection_config(),
-        heartbeat=HeartbeatConfig(interval=None),
-    )
-    return _ZenwsConnection(client)
+    url, options = _zenws_client_options(port, host)
+    return _ZenwsConnection(await connect(url, **options))
+
+
+async def serve_zenws_anyio(host: str) -> int:
+    from zenws_adapters.anyio import serve
+
+    # ``await serve(...)`` runs the accept loop as a Trio system task until the process ends.
+    server = await serve(host, 0, _zenws_echo, connection=_zenws_connection_config())
+    _ZENWS_SERVERS.append(server)
+    return int(server.port)
+
+
+async def connect_zenws_anyio(host: str, port: int) -> BenchConnection:
+    from zenws_adapters.anyio import connect
+
+    url, options = _zenws_client_options(port, host)
+    return _ZenwsConnection(await connect(url, **options))
+
+
+async def serve_zenws_curio(host: str) -> int:
+    from zenws_adapters.curio import serve
+
+    server = await serve(host, 0, _zenws_echo, connection=_zenws_connection_config())
+    _ZENWS_SERVERS.append(server)
+    return int(server.port)
+
+
+async def connect_zenws_curio(host: str, port: int) -> BenchConnection:
+    from zenws_adapters.curio import connect
+
+    url, options = _zenws_client_options(port, host)
+    return _ZenwsConnection(await connect(url, **options))
+
+
+def _zenws_sync_echo(ws: Any) -> None:
+    """The echo handler of the blocking server: one thread per connection."""
+    for message in ws:
+        ws.send(message)
+
+
+async def serve_zenws_sync(host: str) -> int:
+    # Runs on the ``threads`` runtime: this coroutine never suspends, the server's accept
+    # loop and its connections run on their own threads.
+    from zenws_adapters.sync import serve
+
+    server = serve(host, 0, _zenws_sync_echo, connection=_zenws_connection_config())
+    _ZENWS_SERVERS.append(server)
+    return int(server.port)
+
+
+class _ZenwsSyncConnection:
+    """A blocking zenws client as a ``BenchConnection``: its methods block, never suspend."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def send(self, data: bytes) -> None:
+        self._client.send_bytes(data)
+
+    async def recv(self) -> bytes:
+        message = self._client.recv()
+        if not isinstance(message, bytes):
+            raise ConnectionError(f"zenws client received {type(message).__name__}")
+        return message
+
+    async def close(self) -> None:
+        self._client.close()
+
+
+async def connect_zenws_sync(host: str, port: int) -> BenchConnection:
+    from zenws_adapters.sync import connect
+
+    url, options = _zenws_client_options(port, host)
+    return _ZenwsSyncConnection(connect(url, **options))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,14 +762,42 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
         ),
         Implementation(
             "zenws",
-            "zenws asyncio adapter (zenws_core on wsproto; serve() / connect())",
+            "zenws asyncio adapter on the run's loop (zenws_adapters.asyncio)",
             serve_zenws,
             lambda: _SimpleKit(connect_zenws),
-            ZENWS_SETTINGS,
+            _zenws_settings("zenws_adapters.asyncio"),
+            live_settings=zenws_masking,
+        ),
+        Implementation(
+            "zenws-trio",
+            "zenws anyio adapter on Trio (zenws_adapters.anyio, trio.run)",
+            serve_zenws_anyio,
+            lambda: _SimpleKit(connect_zenws_anyio),
+            _zenws_settings("zenws_adapters.anyio"),
+            runtime="trio",
+            live_settings=zenws_masking,
+        ),
+        Implementation(
+            "zenws-curio",
+            "zenws curio adapter (zenws_adapters.curio, curio.run)",
+            serve_zenws_curio,
+            lambda: _SimpleKit(connect_zenws_curio),
+            _zenws_settings("zenws_adapters.curio"),
+            runtime="curio",
+            live_settings=zenws_masking,
+        ),
+        Implementation(
+            "zenws-sync",
+            "zenws blocking-sockets adapter (zenws_adapters.sync; a thread per connection)",
+            serve_zenws_sync,
+            lambda: _SimpleKit(connect_zenws_sync),
+            _zenws_settings("zenws_adapters.sync"),
+            runtime="threads",
+            live_settings=zenws_masking,
         ),
     )
 }
-"""Benchmarked implementations by name; add zenws adapters here (server, client or both)."""
+"""Benchmarked implementations by name: the peers, then every zenws adapter."""
 
 
 def register(impl: Implementation) -> None:
@@ -673,16 +818,6 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
-    """Run ``main`` on the chosen event loop implementation."""
-    if loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main)
-    else:
-        asyncio.run(main)
-
-
 def emit(kind: str, payload: object = None) -> None:
     """Print one protocol line to the parent (``READY 123``, ``RESULT {...}``)."""
     if payload is None:
@@ -693,34 +828,35 @@ def emit(kind: str, payload: object = None) -> None:
         print(kind, json.dumps(payload), flush=True)
 
 
-async def _read_line() -> str:
-    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-
-
-async def _server_main(name: str, loop: str) -> None:
-    impl = IMPLEMENTATIONS[name]
+async def _server_main(impl: Implementation, rt: Runtime) -> None:
     if impl.serve is None:
-        raise SystemExit(f"{name} has no server")
-    settings = zenws_settings() if name == "zenws" else impl.settings
-    emit("SETTINGS", {"implementation": name, "loop": loop, **settings})
+        raise SystemExit(f"{impl.name} has no server")
+    emit("SETTINGS", impl.describe(rt.name))
     port = await impl.serve(HOST)
     emit("READY", port)
-    await asyncio.Event().wait()
+    await rt.sleep_forever()
 
 
-async def _client_main(name: str, port: int, plan: list[dict[str, Any]]) -> None:
+def _client_kit(impl: Implementation) -> ClientKit:
+    if impl.client is None:
+        raise SystemExit(f"{impl.name} has no client")
+    return impl.client()
+
+
+async def _client_main(
+    impl: Implementation, rt: Runtime, port: int, plan: list[dict[str, Any]]
+) -> None:
     from workloads import run_workload
 
-    impl = IMPLEMENTATIONS[name]
-    if impl.client is None:
-        raise SystemExit(f"{name} has no client")
-    kit = impl.client()
+    kit = _client_kit(impl)
     try:
         for spec in plan:
+
+            async def job(spec: dict[str, Any] = spec) -> dict[str, Any]:
+                return await run_workload(rt, kit, HOST, port, spec)
+
             try:
-                result = await asyncio.wait_for(
-                    run_workload(kit, HOST, port, spec), spec.get("timeout", 120)
-                )
+                result = await rt.within(spec.get("timeout", 120), job)
             except Exception as exc:
                 result = {"workload": spec["name"], "error": f"{type(exc).__name__}: {exc}"}
             emit("RESULT", result)
@@ -728,20 +864,18 @@ async def _client_main(name: str, port: int, plan: list[dict[str, Any]]) -> None
         await kit.aclose()
 
 
-async def _hold_main(name: str, port: int, count: int) -> None:
+async def _hold_main(impl: Implementation, rt: Runtime, port: int, count: int) -> None:
     from workloads import close_all, open_many
 
-    impl = IMPLEMENTATIONS[name]
-    assert impl.client is not None
-    kit = impl.client()
+    kit = _client_kit(impl)
     try:
-        warm = await open_many(kit, HOST, port, 1)
+        warm = await open_many(rt, kit, HOST, port, 1)
         emit("WARM")
-        await _read_line()
-        held = await open_many(kit, HOST, port, count)
+        await rt.read_line()
+        held = await open_many(rt, kit, HOST, port, count)
         emit("HELD", len(held))
-        await _read_line()
-        await close_all(held + warm)
+        await rt.read_line()
+        await close_all(rt, held + warm)
     finally:
         await kit.aclose()
 
@@ -750,18 +884,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("role", choices=["server", "client", "hold"])
     parser.add_argument("name", choices=sorted(IMPLEMENTATIONS))
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="uvloop",
+        help="asyncio event loop (implementations on another runtime ignore it)",
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--plan", default="[]", help="JSON list of workload specs")
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args(argv)
     raise_fd_limit()
+    impl = IMPLEMENTATIONS[args.name]
+    rt = runtime_named(impl.runtime_name(args.loop))
     if args.role == "server":
-        run_loop(_server_main(args.name, args.loop), args.loop)
+        rt.run(lambda: _server_main(impl, rt))
     elif args.role == "client":
-        run_loop(_client_main(args.name, args.port, json.loads(args.plan)), args.loop)
+        plan = json.loads(args.plan)
+        rt.run(lambda: _client_main(impl, rt, args.port, plan))
     else:
-        run_loop(_hold_main(args.name, args.port, args.connections), args.loop)
+        rt.run(lambda: _hold_main(impl, rt, args.port, args.connections))
 
 
 if __name__ == "__main__":

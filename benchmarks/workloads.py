@@ -4,15 +4,18 @@ Each workload takes a spec (a JSON-able dict built by ``run.py``) and returns a 
 ``{"workload", "value", "unit", "count", "elapsed"}``.  Every echoed payload is checked, so a
 broken implementation fails loudly instead of looking fast.  Timings use
 ``time.perf_counter``; a short untimed warm-up precedes each throughput measurement.
+
+Concurrency goes through a ``runtimes.Runtime`` (``gather``), so the same code runs on
+asyncio, uvloop, Trio, curio, and on threads for the blocking-sockets adapter.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from peers import BenchConnection, ClientKit
+from runtimes import Job, Runtime
 
 #: Connections opened concurrently at a time (stays under every server's listen backlog).
 OPEN_BATCH = 50
@@ -52,21 +55,27 @@ async def pipelined_echo(conn: BenchConnection, payload: bytes, count: int, wind
             sent += 1
 
 
-async def open_many(kit: ClientKit, host: str, port: int, count: int) -> list[BenchConnection]:
+async def open_many(
+    rt: Runtime, kit: ClientKit, host: str, port: int, count: int
+) -> list[BenchConnection]:
     """Open ``count`` connections (in batches) and echo 32 B on each so the server is set up."""
     conns: list[BenchConnection] = []
     probe = payload_of(32)
+
+    async def open_one() -> BenchConnection:
+        conn = await kit.connect(host, port)
+        await echo_once(conn, probe)
+        return conn
+
     while len(conns) < count:
         batch = min(OPEN_BATCH, count - len(conns))
-        opened = await asyncio.gather(*(kit.connect(host, port) for _ in range(batch)))
-        await asyncio.gather(*(echo_once(conn, probe) for conn in opened))
-        conns.extend(opened)
+        conns.extend(await rt.gather([open_one] * batch))
     return conns
 
 
-async def close_all(conns: list[BenchConnection]) -> None:
+async def close_all(rt: Runtime, conns: list[BenchConnection]) -> None:
     for start in range(0, len(conns), OPEN_BATCH):
-        await asyncio.gather(*(conn.close() for conn in conns[start : start + OPEN_BATCH]))
+        await rt.gather([conn.close for conn in conns[start : start + OPEN_BATCH]])
 
 
 def rss_kib(pid: int | str = "self") -> int:
@@ -76,6 +85,15 @@ def rss_kib(pid: int | str = "self") -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("VmRSS not found")
+
+
+def _echoes(conn: BenchConnection, payload: bytes, count: int) -> Job[None]:
+    """A job for ``Runtime.gather``: ``count`` sequential echoes on ``conn``."""
+
+    async def job() -> None:
+        await sequential_echo(conn, payload, count)
+
+    return job
 
 
 def _result(
@@ -91,9 +109,9 @@ def _result(
 
 
 async def run_workload(
-    kit: ClientKit, host: str, port: int, spec: dict[str, Any]
+    rt: Runtime, kit: ClientKit, host: str, port: int, spec: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run one workload spec against the server at ``host:port``."""
+    """Run one workload spec against the server at ``host:port`` on the runtime ``rt``."""
     kind = spec["kind"]
     count = int(spec.get("count", 0))
     payload = payload_of(int(spec.get("size", 32)))
@@ -111,13 +129,13 @@ async def run_workload(
             await conn.close()
         return _result(spec, count / elapsed, "msg/s", count, elapsed)
     if kind == "concurrent":
-        conns = await open_many(kit, host, port, int(spec["connections"]))
+        conns = await open_many(rt, kit, host, port, int(spec["connections"]))
         try:
             start = time.perf_counter()
-            await asyncio.gather(*(sequential_echo(conn, payload, count) for conn in conns))
+            await rt.gather([_echoes(conn, payload, count) for conn in conns])
             elapsed = time.perf_counter() - start
         finally:
-            await close_all(conns)
+            await close_all(rt, conns)
         total = count * len(conns)
         return _result(spec, total / elapsed, "msg/s", total, elapsed)
     if kind == "connect":
@@ -129,12 +147,12 @@ async def run_workload(
         elapsed = time.perf_counter() - start
         return _result(spec, elapsed / count * 1000.0, "ms", count, elapsed)
     if kind == "idle_memory":
-        warm = await open_many(kit, host, port, 1)
+        warm = await open_many(rt, kit, host, port, 1)
         before = rss_kib()
         start = time.perf_counter()
-        conns = await open_many(kit, host, port, count)
+        conns = await open_many(rt, kit, host, port, count)
         elapsed = time.perf_counter() - start
         after = rss_kib()
-        await close_all(conns + warm)
+        await close_all(rt, conns + warm)
         return _result(spec, (after - before) / count, "KiB", count, elapsed)
     raise ValueError(f"unknown workload kind {kind!r}")
