@@ -223,7 +223,13 @@ class Framer(FrameProtocol):
         mask_source: Callable[[int], bytes] | None = None,
         whole_frame_limit: int = 0,
     ) -> None:
-        super().__init__(client, [deflate] if deflate is not None else [])
+        # wsproto's FrameProtocol.__init__ is not called: it builds a frame decoder, a
+        # message decoder and a parsing generator that zenws never uses (about 1 KB per
+        # connection, kept alive by a reference cycle).  These are the attributes its
+        # send helpers (``send_data``, ``ping``, ``close``) read.
+        self.client = client
+        self.extensions = [deflate] if deflate is not None else []
+        self._outbound_opcode: Opcode | None = None
         if client and mask_source is None:
             raise ValueError("a client framer needs a mask source")
         self._mask_source = mask_source
@@ -231,9 +237,7 @@ class Framer(FrameProtocol):
         self._frame_decoder = decoder
         self.decoder = decoder
         self.next_frame: Callable[[], Frame | None] = decoder.process_buffer
-        #: wsproto's receive buffer; peeked at so an empty buffer costs no parse attempt.
-        self.buffer = decoder.buffer
-        #: The bytes received and not yet parsed (the buffer's bytearray, fed in place).
+        #: The bytes received and not yet parsed (the decoder's bytearray, fed in place).
         self.inbox: bytearray = decoder.buffer.buffer
 
     def receive_bytes(self, data: bytes) -> None:

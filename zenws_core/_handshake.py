@@ -65,9 +65,52 @@ def check_header(name: str, value: str) -> None:
         raise ValueError(f"header {name!r} value is not latin-1: {value!r}") from None
 
 
+#: Headers whose values are usually the same on every connection of a process.
+_SHARED_VALUES = frozenset(
+    (
+        b"host",
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"user-agent",
+        b"origin",
+        b"server",
+        b"pragma",
+        b"cache-control",
+        b"accept-encoding",
+        b"accept-language",
+    )
+)
+_STRINGS: dict[bytes, str] = {}
+_STRINGS_LIMIT = 512
+
+
+def _shared(raw: bytes) -> str:
+    """``raw`` decoded, one ``str`` object per distinct value while the cache has room."""
+    text = _STRINGS.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(_STRINGS) < _STRINGS_LIMIT and len(raw) <= 256:
+            _STRINGS[raw] = text
+    return text
+
+
 def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """h11 headers (already lower-cased names) as ``str`` pairs."""
-    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+    """h11 headers (already lower-cased names) as ``str`` pairs.
+
+    Every connection keeps its handshake headers; names, and the values of headers that
+    rarely differ between connections (``_SHARED_VALUES``), are shared between them
+    instead of decoded into new strings each time (about 1 KB per idle connection).
+    """
+    return tuple(
+        (
+            _shared(name),
+            _shared(value) if name in _SHARED_VALUES else value.decode("latin-1"),
+        )
+        for name, value in raw
+    )
 
 
 def header_values(headers: Headers, name: str) -> list[str]:

@@ -136,6 +136,10 @@ def _payload_size(payload: str | bytes) -> int:
     raise TypeError(f"payload must be str or bytes, got {type(payload).__name__}")
 
 
+#: The order of an empty queue: shared by every queue, never mutated (see ``_order``).
+_NO_ORDER: deque[int] = deque(maxlen=0)
+
+
 class OutboundQueue:
     """FIFO of outbound messages bounded by count and bytes, with optional expiry.
 
@@ -158,8 +162,10 @@ class OutboundQueue:
     def __init__(self, config: QueueConfig | None = None) -> None:
         self._config = config if config is not None else QueueConfig()
         # Arrival order of seqs; seqs removed out of order (expiry) stay as tombstones
-        # until they reach the front or a compaction drops them.
-        self._order: deque[int] = deque()
+        # until they reach the front or a compaction drops them.  While nothing waits this
+        # is the shared, never-mutated ``_NO_ORDER`` (an idle client's queue is empty, and
+        # an empty deque costs 600 bytes).
+        self._order: deque[int] = _NO_ORDER
         self._items: dict[int, QueuedMessage] = {}
         # Min-heap of (expires_at, seq); entries of messages already gone are skipped lazily.
         self._expiry: list[tuple[float, int]] = []
@@ -261,6 +267,8 @@ class OutboundQueue:
                 dropped.append(self._count(oldest, DropCause.OVERFLOW))
 
         message = self._make(payload, size, now, expires_at, tag)
+        if self._order is _NO_ORDER:
+            self._order = deque()
         self._order.append(message.seq)
         self._items[message.seq] = message
         self._bytes += size
@@ -274,6 +282,7 @@ class OutboundQueue:
         message = self._pop_oldest()
         if not self._items:
             self._expiry.clear()
+            self._order = _NO_ORDER  # only tombstones can be left in it
         else:
             self._compact()
         return message
@@ -296,7 +305,7 @@ class OutboundQueue:
     def clear(self, cause: DropCause = DropCause.CLOSED) -> list[Dropped]:
         """Drop everything, oldest first, counting each message under ``cause``."""
         dropped = [self._count(message, cause) for message in self]
-        self._order.clear()
+        self._order = _NO_ORDER
         self._items.clear()
         self._expiry.clear()
         self._bytes = 0

@@ -154,6 +154,17 @@ class ServerSession:
     routes, pings and heartbeats are handled here.
     """
 
+    __slots__ = (
+        "_counted_open",
+        "_events",
+        "_ping_marks",
+        "conn",
+        "heartbeat",
+        "hub",
+        "request",
+        "subprotocol",
+    )
+
     def __init__(self, hub: ServerHub, *, now: float) -> None:
         self.hub = hub
         self.conn = ServerConnection(config=hub.config.connection, now=now)
@@ -162,7 +173,8 @@ class ServerSession:
         self.subprotocol: str | None = None
         self._events: list[ConnectionEvent] = []
         self._counted_open = False
-        self._ping_marks: set[bytes] = set()
+        #: Payloads of our heartbeat pings awaiting their pong (created by the first one).
+        self._ping_marks: set[bytes] | None = None
 
     # ------------------------------------------------------------------ I/O in
 
@@ -181,6 +193,8 @@ class ServerSession:
         if self._counted_open:
             for action in self.heartbeat.handle_timer(now):
                 if isinstance(action, SendPing) and self.conn.state is ConnectionState.OPEN:
+                    if self._ping_marks is None:
+                        self._ping_marks = set()
                     self._ping_marks.add(self.conn.ping(now=now))
                     self.heartbeat.ping_sent(now)
                 elif isinstance(action, PeerDead) and self.conn.state is ConnectionState.OPEN:
@@ -285,8 +299,9 @@ class ServerSession:
                 self.heartbeat.start(now)
                 self._events.append(event)
             elif isinstance(event, PongReceived):
-                if event.payload in self._ping_marks:
-                    self._ping_marks.discard(event.payload)
+                marks = self._ping_marks
+                if marks is not None and event.payload in marks:
+                    marks.discard(event.payload)
                     self.heartbeat.pong_received(now, event.round_trip)
                 self._events.append(event)
             elif isinstance(event, Closed):
