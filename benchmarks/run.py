@@ -5,7 +5,12 @@ Client role: each client against one fixed server (``--fixed-server``, default p
 Core: in-process client -> bytes -> server round trips without sockets.
 Every server and client runs in its own subprocess on 127.0.0.1; counts and times are bounded.
 
-    python benchmarks/run.py --quick                      # all implementations, ~30 s
+The implementations on asyncio are measured once per event loop of ``--loop`` (default
+``uvloop,asyncio``: a row per loop, ratios to websockets on the same loop); the fixed driver
+and fixed server run on the first loop listed.  zenws-trio, zenws-curio and zenws-sync run
+on their own runtime, are measured once and shown in the first loop's rows.
+
+    python benchmarks/run.py --quick                      # every implementation, both loops
     python benchmarks/run.py --only websockets,wsproto --loop asyncio --json out.json
 """
 
@@ -29,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from core import CORE_IMPLEMENTATIONS, CORE_WORKLOADS, run_core  # noqa: E402
 from peers import IMPLEMENTATIONS  # noqa: E402
+from runtimes import LOOPS  # noqa: E402
 from workloads import rss_kib  # noqa: E402
 
 REFERENCE = "websockets"
@@ -204,13 +210,13 @@ def run_client_plan(
 
 
 def server_idle_memory(
-    name: str, driver: str, count: int, loop: str, timeout: float
+    name: str, driver: str, count: int, loop: str, driver_loop: str, timeout: float
 ) -> dict[str, Any]:
     """Fresh server; RSS after one warm connection, then after ``count`` more held open."""
     server, port, _ = start_server(name, loop)
     try:
         with Child(
-            "hold", driver, "--port", str(port), "--connections", str(count), "--loop", loop
+            "hold", driver, "--port", str(port), "--connections", str(count), "--loop", driver_loop
         ) as holder:
             holder.expect("WARM", timeout)
             before = rss_kib(server.pid)
@@ -229,26 +235,52 @@ def server_idle_memory(
 # ---------------------------------------------------------------------------------------------
 
 
-Results = dict[str, dict[str, dict[str, dict[str, Any]]]]
-"""role -> workload -> implementation -> result dict (value/unit or error)."""
+Results = dict[str, dict[str, dict[str, dict[str, dict[str, Any]]]]]
+"""role -> workload -> loop -> implementation -> result dict (value/unit or error).
+
+The loop is the asyncio loop of the row (its websockets is the reference); implementations on
+their own runtime sit in the first loop's rows; the core table's rows have the loop ``""``.
+"""
 
 
-def record(results: Results, role: str, impl: str, result: dict[str, Any]) -> None:
-    results.setdefault(role, {}).setdefault(result["workload"], {})[impl] = result
+def record(results: Results, role: str, loop: str, impl: str, result: dict[str, Any]) -> None:
+    by_loop = results.setdefault(role, {}).setdefault(result["workload"], {})
+    by_loop.setdefault(loop, {})[impl] = result
 
 
 def fail(
-    results: Results, role: str, impl: str, specs: list[dict[str, Any]], exc: Exception
+    results: Results,
+    role: str,
+    loop: str,
+    impl: str,
+    specs: list[dict[str, Any]],
+    exc: Exception,
 ) -> None:
     """Mark every workload of ``specs`` not yet measured as failed with ``exc``."""
     done = results.get(role, {})
     for spec in specs:
-        if impl not in done.get(spec["name"], {}):
-            record(results, role, impl, {"workload": spec["name"], "error": str(exc)})
+        if impl not in done.get(spec["name"], {}).get(loop, {}):
+            record(results, role, loop, impl, {"workload": spec["name"], "error": str(exc)})
+
+
+def measured_loops(name: str, loops: list[str]) -> list[str]:
+    """The loops ``name`` is measured on: each of them for asyncio, else just the first."""
+    return loops if IMPLEMENTATIONS[name].on_asyncio else loops[:1]
+
+
+def note_settings(settings: dict[str, Any], name: str, loop: str, found: dict[str, Any]) -> None:
+    """Keep one settings entry per implementation, listing every runtime it ran on."""
+    runtime = IMPLEMENTATIONS[name].runtime_name(loop)
+    entry = settings.setdefault(name, dict(found))
+    runtimes = entry["runtime"].split(", ") if entry.get("runtime") else []
+    if runtime not in runtimes:
+        entry["runtime"] = ", ".join([*runtimes, runtime])
 
 
 def run_all(args: argparse.Namespace, names: list[str], log: Any) -> tuple[Results, dict[str, Any]]:
     quick: bool = args.quick
+    loops: list[str] = args.loops
+    fixed_loop = loops[0]
     specs = [w.spec(quick) for w in WORKLOADS]
     idle = args.idle_connections or (IDLE.quick if quick else IDLE.full)
     plan_timeout = 120.0 if quick else 1200.0
@@ -259,51 +291,55 @@ def run_all(args: argparse.Namespace, names: list[str], log: Any) -> tuple[Resul
         for name in names:
             if name not in IMPLEMENTATIONS or IMPLEMENTATIONS[name].serve is None:
                 continue  # e.g. zenws_core, which exists only in the in-memory table
-            log(f"server role: {name} (driver {args.driver})")
-            try:
-                server, port, settings[name] = start_server(name, args.loop)
+            for loop in measured_loops(name, loops):
+                runtime = IMPLEMENTATIONS[name].runtime_name(loop)
+                log(f"server role: {name} on {runtime} (driver {args.driver} on {fixed_loop})")
                 try:
-                    for result in run_client_plan(
-                        args.driver, port, specs, args.loop, plan_timeout
-                    ):
-                        record(results, "server", name, result)
-                finally:
-                    server.close()
-            except Exception as exc:
-                fail(results, "server", name, specs, exc)
-            try:
-                record(
-                    results,
-                    "server",
-                    name,
-                    server_idle_memory(name, args.driver, idle, args.loop, plan_timeout),
-                )
-            except Exception as exc:
-                fail(results, "server", name, [IDLE.spec(quick)], exc)
+                    server, port, found = start_server(name, loop)
+                    note_settings(settings, name, loop, found)
+                    try:
+                        for result in run_client_plan(
+                            args.driver, port, specs, fixed_loop, plan_timeout
+                        ):
+                            record(results, "server", loop, name, result)
+                    finally:
+                        server.close()
+                except Exception as exc:
+                    fail(results, "server", loop, name, specs, exc)
+                try:
+                    memory = server_idle_memory(
+                        name, args.driver, idle, loop, fixed_loop, plan_timeout
+                    )
+                    record(results, "server", loop, name, memory)
+                except Exception as exc:
+                    fail(results, "server", loop, name, [IDLE.spec(quick)], exc)
 
     if "client" in args.roles:
         for name in names:
             if name not in IMPLEMENTATIONS or IMPLEMENTATIONS[name].client is None:
                 continue
-            log(f"client role: {name} (server {args.fixed_server})")
-            settings.setdefault(name, dict(IMPLEMENTATIONS[name].settings))
-            idle_spec = IDLE.spec(quick) | {"count": idle}
-            try:
-                server, port, settings[args.fixed_server] = start_server(
-                    args.fixed_server, args.loop
+            for loop in measured_loops(name, loops):
+                runtime = IMPLEMENTATIONS[name].runtime_name(loop)
+                log(
+                    f"client role: {name} on {runtime} (server {args.fixed_server} on {fixed_loop})"
                 )
-            except Exception as exc:
-                fail(results, "client", name, [*specs, idle_spec], exc)
-                continue
-            try:
-                for plan in (specs, [idle_spec]):
-                    try:
-                        for result in run_client_plan(name, port, plan, args.loop, plan_timeout):
-                            record(results, "client", name, result)
-                    except Exception as exc:
-                        fail(results, "client", name, plan, exc)
-            finally:
-                server.close()
+                note_settings(settings, name, loop, IMPLEMENTATIONS[name].describe(loop))
+                idle_spec = IDLE.spec(quick) | {"count": idle}
+                try:
+                    server, port, found = start_server(args.fixed_server, fixed_loop)
+                    note_settings(settings, args.fixed_server, fixed_loop, found)
+                except Exception as exc:
+                    fail(results, "client", loop, name, [*specs, idle_spec], exc)
+                    continue
+                try:
+                    for plan in (specs, [idle_spec]):
+                        try:
+                            for result in run_client_plan(name, port, plan, loop, plan_timeout):
+                                record(results, "client", loop, name, result)
+                        except Exception as exc:
+                            fail(results, "client", loop, name, plan, exc)
+                finally:
+                    server.close()
 
     if "core" in args.roles:
         for name in names:
@@ -315,7 +351,7 @@ def run_all(args: argparse.Namespace, names: list[str], log: Any) -> tuple[Resul
                     result = run_core(name, size, small if quick else full)
                 except Exception as exc:
                     result = {"error": f"{type(exc).__name__}: {exc}"}
-                record(results, "core", name, {"workload": workload, **result})
+                record(results, "core", "", name, {"workload": workload, **result})
     return results, settings
 
 
@@ -337,72 +373,120 @@ TITLES = {w.name: w.title for w in (*WORKLOADS, IDLE)} | {
     for name, size, _, _ in CORE_WORKLOADS
 }
 ROLE_TITLES = {
-    "server": "Server role (fixed client driver: {driver})",
-    "client": "Client role (fixed server: {fixed_server})",
+    "server": "Server role (fixed client driver: {driver} on {loop})",
+    "client": "Client role (fixed server: {fixed_server} on {loop})",
     "core": "Core throughput without sockets",
 }
 
 
 def flatten(results: Results) -> list[dict[str, Any]]:
+    """One JSON row per measurement, with the runtime used and the ratio to its reference."""
     rows: list[dict[str, Any]] = []
     for role, workloads in results.items():
-        for workload, by_impl in workloads.items():
-            reference = by_impl.get(REFERENCE, {})
-            for impl, result in by_impl.items():
-                row = {"role": role, "workload": workload, "implementation": impl, **result}
-                if "value" in result and "value" in reference:
-                    row["ratio_to_websockets"] = ratio(
-                        result["value"], reference["value"], result["unit"]
-                    )
-                rows.append(row)
+        for workload, by_loop in workloads.items():
+            for loop, by_impl in by_loop.items():
+                reference = by_impl.get(REFERENCE, {})
+                for impl, result in by_impl.items():
+                    runtime = IMPLEMENTATIONS[impl].runtime_name(loop) if loop else None
+                    row = {
+                        "role": role,
+                        "workload": workload,
+                        "implementation": impl,
+                        "loop": loop or None,
+                        "runtime": runtime,
+                        **result,
+                    }
+                    if "value" in result and "value" in reference:
+                        row["ratio_to_websockets"] = ratio(
+                            result["value"], reference["value"], result["unit"]
+                        )
+                    rows.append(row)
     return rows
+
+
+def cell(result: dict[str, Any] | None, reference: dict[str, Any], unit: str) -> str:
+    """A table cell: the value and its ratio to the row's websockets, or the error."""
+    if result is None:
+        return "-"
+    if "error" in result:
+        return f"[red]error[/red]: {result['error'][:40]}"
+    text = fmt_value(result["value"], unit)
+    if "value" in reference:
+        r = ratio(result["value"], reference["value"], unit)
+        text += f" (x{r:.2f})" if r is not None else " (n/a)"
+    return text
 
 
 def print_tables(results: Results, names: list[str], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(100, 24 + 22 * len(names)))
+    loops: list[str] = args.loops
+    several = len(loops) > 1
+    console = Console(width=max(100, 24 + (8 if several else 0) + 22 * len(names)))
     for role in ROLES:
         workloads = results.get(role)
         if not workloads:
             continue
-        impls = [n for n in names if any(n in by_impl for by_impl in workloads.values())]
-        title = ROLE_TITLES[role].format(driver=args.driver, fixed_server=args.fixed_server)
+        impls = [
+            n
+            for n in names
+            if any(n in by_impl for by_loop in workloads.values() for by_impl in by_loop.values())
+        ]
+        title = ROLE_TITLES[role].format(
+            driver=args.driver, fixed_server=args.fixed_server, loop=loops[0]
+        )
         table = Table(title=title, title_justify="left")
         table.add_column("workload")
+        if several and role != "core":
+            table.add_column("loop")
         table.add_column("unit")
         for impl in impls:
             table.add_column(impl, justify="right")
-        for workload, by_impl in workloads.items():
-            reference = by_impl.get(REFERENCE, {})
-            unit = next((r["unit"] for r in by_impl.values() if "unit" in r), "")
-            cells: list[str] = []
-            for impl in impls:
-                result = by_impl.get(impl)
-                if result is None:
-                    cells.append("-")
-                elif "error" in result:
-                    cells.append(f"[red]error[/red]: {result['error'][:40]}")
-                else:
-                    text = fmt_value(result["value"], unit)
-                    if "value" in reference:
-                        r = ratio(result["value"], reference["value"], unit)
-                        text += f" (x{r:.2f})" if r is not None else " (n/a)"
-                    cells.append(text)
-            table.add_row(TITLES.get(workload, workload), unit, *cells)
+        for workload, by_loop in workloads.items():
+            for loop in [loop for loop in (*loops, "") if loop in by_loop]:
+                by_impl = by_loop[loop]
+                reference = by_impl.get(REFERENCE, {})
+                unit = next((r["unit"] for r in by_impl.values() if "unit" in r), "")
+                head = [TITLES.get(workload, workload)]
+                if several and role != "core":
+                    head.append(loop)
+                cells = [cell(by_impl.get(impl), reference, unit) for impl in impls]
+                table.add_row(*head, unit, *cells)
         console.print(table)
     console.print(
-        f"ratios: (xR) = R times better than {REFERENCE} (>1 better; for ms and KiB "
-        "lower values are better, so the ratio is inverted)"
+        f"ratios: (xR) = R times better than {REFERENCE} on the same loop (>1 better; for ms "
+        "and KiB lower values are better, so the ratio is inverted)"
     )
+    own = [n for n in names if n in IMPLEMENTATIONS and not IMPLEMENTATIONS[n].on_asyncio]
+    if own:
+        runtimes = ", ".join(f"{n} on {IMPLEMENTATIONS[n].runtime}" for n in own)
+        console.print(
+            f"own runtimes: {runtimes}; measured once, in the {loops[0]} rows; fixed driver "
+            f"and fixed server on {loops[0]}"
+        )
+
+
+def parse_loops(text: str) -> list[str]:
+    """``uvloop,asyncio`` -> the loops in order, each once; ``ValueError`` for unknown ones."""
+    loops: list[str] = []
+    for loop in (part.strip() for part in text.split(",")):
+        if loop not in LOOPS:
+            raise ValueError(f"unknown loop {loop!r} (loops: {', '.join(LOOPS)})")
+        if loop not in loops:
+            loops.append(loop)
+    return loops
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts (~30 s in all)")
     parser.add_argument("--only", default="", help="comma-separated implementation names")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--loop",
+        default=",".join(LOOPS),
+        help="asyncio event loops, comma-separated: a row per loop (default uvloop,asyncio)",
+    )
     parser.add_argument("--json", dest="json_path", type=Path, help="write results as JSON")
     parser.add_argument("--driver", default="picows", help="client driving the server role")
     parser.add_argument("--fixed-server", default="picows", help="server for the client role")
@@ -415,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    try:
+        args.loops = parse_loops(args.loop)
+    except ValueError as exc:
+        parser.error(str(exc))
     names = [n.strip() for n in args.only.split(",") if n.strip()] or [
         *IMPLEMENTATIONS,
         *(n for n in CORE_IMPLEMENTATIONS if n not in IMPLEMENTATIONS),
@@ -438,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "loop": args.loop,
+        "loops": args.loops,
+        "fixed_loop": args.loops[0],
         "scale": "quick" if args.quick else "full",
         "driver": args.driver,
         "fixed_server": args.fixed_server,
@@ -446,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {w.name: w.spec(args.quick) for w in (*WORKLOADS, IDLE)},
     }
     print(
-        f"settings: python {header['python']}, {header['cpus']} CPUs, loop {args.loop}, "
+        f"settings: python {header['python']}, {header['cpus']} CPUs, "
+        f"loops {','.join(args.loops)}, "
         f"scale {header['scale']}, driver {args.driver}, fixed server {args.fixed_server}",
         flush=True,
     )

@@ -115,9 +115,16 @@ class TrioRuntime:
         async def one(index: int, job: Job[T]) -> None:
             results[index] = await job()
 
-        async with trio.open_nursery() as nursery:
-            for index, job in enumerate(jobs):
-                nursery.start_soon(one, index, job)
+        try:
+            async with trio.open_nursery() as nursery:
+                for index, job in enumerate(jobs):
+                    nursery.start_soon(one, index, job)
+        except BaseExceptionGroup as group:
+            # Like asyncio.gather: the failure itself, not Trio's group around it.
+            failures = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+            if not failures:
+                raise
+            raise failures[0] from None
         return results
 
     async def within(self, seconds: float, job: Job[T]) -> T:
@@ -138,6 +145,14 @@ class TrioRuntime:
         import trio
 
         await trio.sleep_forever()
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside ``group`` and its nested groups, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 class CurioRuntime:
