@@ -1,11 +1,12 @@
 """zenws on curio: native curio sockets and TLS driving the sans-IO core.
 
 The module moves bytes (a reader and a writer task per socket), sleeps until the core's
-next deadline (one timer task per client or server connection) and runs user code.  Event
-dispatch, waiters, the inbox and the server's 1000/1011/1001 duties come from the shared
-``_driver.py``; reconnects, heartbeats, queueing, routing and timeouts from ``zenws_core``.
-Waiters are ``Pending`` slots and one ``curio.Event`` per client or connection is pulsed
-after each change.  ``now`` is ``time.monotonic()``, the clock curio's kernel sleeps on.
+next deadline (one timer task per client or server connection) and runs user code.  The
+public API comes from ``_api.py`` over three hooks (``_submit``, ``_until``, ``_within``);
+event dispatch, waiters, the inbox and the server's 1000/1011/1001 duties from ``_driver.py``;
+reconnects, heartbeats, queueing, routing and timeouts from ``zenws_core``.  Waiters are
+``Pending`` slots, and one ``curio.Event`` per client or connection is pulsed after each
+change.  ``now`` is ``time.monotonic()``, the clock curio's kernel sleeps on.
 """
 
 from __future__ import annotations
@@ -14,37 +15,18 @@ import contextlib
 import socket as _socket
 import ssl as _ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, TypeVar
 
 import curio
 from curio.io import Socket
 
-from zenws_core import (
-    ClientEvent,
-    Envelope,
-    OpenTransport,
-    ReconnectingClient,
-    ServerConfig,
-    ServerSession,
-)
+from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
+from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
-from ._driver import (
-    ClientDriver,
-    Handler,
-    Opening,
-    Pending,
-    ServerDriver,
-    SessionDriver,
-    build_core,
-    call_user,
-    encode_json,
-    log,
-    server_config,
-)
-from ._errors import ConnectError, ConnectionClosed
+from ._driver import Handler, Opening, build_core, call_user, log, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -54,21 +36,10 @@ READ_SIZE = 256 * 1024
 CLOSE_GRACE = 5.0
 
 
-async def _pulse(event: Any) -> None:
+async def _pulse(event: curio.Event) -> None:
     """Wake every task waiting on ``event`` and re-arm it."""
     await event.set()
     event.clear()
-
-
-async def _within(timeout: float | None, awaitable: Coroutine[Any, Any, T]) -> T:
-    """``await awaitable``; ``TimeoutError`` after ``timeout`` seconds (``None``: no limit)."""
-    if timeout is None:
-        return await awaitable
-    try:
-        result: T = await curio.timeout_after(max(timeout, 0.0), awaitable)
-    except curio.TaskTimeout:
-        raise TimeoutError(f"nothing happened within {timeout:g}s") from None
-    return result
 
 
 def _nodelay(sock: Any) -> None:
@@ -81,7 +52,7 @@ async def _tcp(host: str, port: int) -> Any:
 
     Unlike ``curio.socket.create_connection`` it closes its socket when cancelled.
     """
-    error: OSError = OSError(f"{host} resolves to no address")
+    error = OSError(f"{host} resolves to no address")
     for family, kind, proto, _, address in await curio.socket.getaddrinfo(
         host, port, type=_socket.SOCK_STREAM
     ):
@@ -93,9 +64,9 @@ async def _tcp(host: str, port: int) -> Any:
             if not isinstance(exc, OSError):
                 raise
             error = exc
-            continue
-        _nodelay(sock)
-        return sock
+        else:
+            _nodelay(sock)
+            return sock
     raise error
 
 
@@ -131,7 +102,7 @@ class _Transport:
         self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
     async def run(self) -> None:
-        """Run by the reader task once ``sock`` is up: start the writer, read until the end."""
+        """The reader task, once ``sock`` is up: start the writer, read until the end."""
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
             while self.owner._reading_paused and not self.closing:  # backpressure: inbox full
@@ -143,17 +114,18 @@ class _Transport:
             async with curio.disable_cancellation():  # closing never cuts event delivery
                 await self.owner._feed(self, data)  # b"" is EOF
             if not isinstance(data, bytes) or not data:
-                return
+                break
             if self.owner._inbox:
                 await curio.sleep(0)  # let the application take what arrived before reading on
+        await self.shut()  # nothing more will be read
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 if self.closing:
                     data, self.final = self.final, b""
-                else:
-                    data = self.owner._drain(self)
+                else:  # only the owner's current transport is not closing
+                    data = self.owner._io.data_to_send()
                 if data:
                     await _pulse(self.progress)  # the core drained: senders may go on
                     await self.sock.sendall(data)
@@ -193,16 +165,13 @@ class _Transport:
 
 
 class _Curio:
-    """What a client and a server connection share: waiting, the timer task, recv and ping."""
+    """The ``_api`` hooks on curio and the timer task, for clients and server connections."""
 
-    _io: ReconnectingClient[Handler] | ServerSession
+    _transport: _Transport | None
     _reading_paused: bool
     _inbox: deque[str | bytes]
-    _drain: Callable[[_Transport], bytes]
-    _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
     _drive: Callable[[], Awaitable[None]]
-    _take: Callable[[], str | bytes | None]
-    _start_ping: Callable[[Pending[float]], Pending[float]]
+    _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
 
     def _setup(self, io: ReconnectingClient[Handler] | ServerSession) -> None:
         self._io = io
@@ -221,20 +190,33 @@ class _Curio:
             await _pulse(self._changed)
 
     async def _until(self, take: Callable[[], T | None]) -> T:
-        """Wait until ``take()`` gives a value (or raises)."""
         while (value := take()) is None:
             await self._changed.wait()
         await self._notify()  # taking from the inbox may resume a paused reader
         return value
 
-    async def _result(self, waiter: Pending[T]) -> T:
-        await self._until(lambda: waiter.done() or None)
-        return waiter.result()
+    async def _within(self, timeout: float | None, awaitable: Awaitable[T]) -> T:
+        if timeout is None:
+            return await awaitable
+        try:
+            result: T = await curio.timeout_after(max(timeout, 0.0), awaitable)
+        except curio.TaskTimeout:
+            raise TimeoutError(f"nothing happened within {timeout:g}s") from None
+        return result
 
-    async def _settled(self, transport: _Transport | None) -> None:
+    async def _submit(self, call: Callable[[float], T]) -> T:
+        """Run ``call(now)``, drive, then wait while the core holds more than its high water."""
+        try:
+            return call(monotonic())
+        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            await self._drive()
+            while self._io.writing_paused and (t := self._transport) and not t.closing:
+                await t.progress.wait()
+
+    async def _settled(self) -> None:
         """The end of every ``_drive``: kick the writer, wake waiting tasks, re-arm the timer."""
-        if transport is not None:
-            await transport.kick.set()
+        if self._transport is not None:
+            await self._transport.kick.set()
         await self._notify()
         deadline, sleeping_until = self._io.next_deadline(), self._sleeping_until
         if deadline is not None and (sleeping_until is None or deadline < sleeping_until):
@@ -255,35 +237,11 @@ class _Curio:
                 self._io.handle_timer(monotonic())
                 await self._drive()
 
-    async def _caught_up(self, transport: _Transport | None) -> None:
-        """Backpressure: wait while the core holds more than its high-water mark of bytes."""
-        while self._io.writing_paused and transport is not None and not transport.closing:
-            await transport.progress.wait()
-
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``TimeoutError`` after ``timeout``; ``ConnectionClosed`` at the end."""
-        return await _within(timeout, self._until(self._take))
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
-
-    async def ping(self) -> float:
-        """Ping the peer: the round trip in seconds (``ConnectionClosed`` if it is not open)."""
-        pong = self._start_ping(Pending[float]())
-        await self._drive()
-        return await self._result(pong)
-
 
 # --------------------------------------------------------------------------- client
 
 
-class Client(ClientDriver, _Curio):
+class Client(_Curio, AsyncClient):
     """A resilient WebSocket client on curio; see ``connect``."""
 
     def __init__(
@@ -292,66 +250,21 @@ class Client(ClientDriver, _Curio):
         super().__init__(core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._call)
         self._setup(core)
         self._ssl, self._proxy = ssl, proxy
-        self._transport: _Transport | None = None
+        self._transport = None
         self._last: _Transport | None = None  # the transport dropped last (close waits for it)
         self._backlog: deque[Awaitable[Any]] = deque()
         self._runner: Any = None
         self._timer: Any = None
 
-    async def send_text(self, text: str) -> None:
-        await self._submit(self._core.send_text, text)
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self._submit(self._core.send_bytes, data)
-
-    async def send_json(self, obj: Any) -> None:
-        await self._submit(self._core.send_json, obj)
-
-    async def send(self, type: str, data: Any = None) -> None:
-        """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
-        await self._submit(self._core.send, type, data)
-
-    async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
-        """Send a request envelope; the reply with its id, or ``RequestTimeout``."""
-        reply = Pending[Envelope]()
-        request = self._core.request  # the waiter is in place before any event can answer it
-        await self._submit(
-            lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
-        )
-        return await self._result(reply)
-
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (no reconnection) and wait until the transport is gone."""
-        self._core.close(code, reason, now=monotonic())
-        await self._drive()
+        await self._submit(lambda now: self._core.close(code, reason, now=now))
         await self._until(lambda: self._closed or None)
         if self._last is not None:
             await self._last.done.wait()
-        await self._finish()
-
-    async def wait_for(
-        self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
-    ) -> ClientEvent:
-        """The first lifecycle event, already seen or still to come, matching ``predicate``."""
-        event: ClientEvent = await _within(
-            timeout, self._until(lambda: self._match(predicate, 0)[0])
-        )
-        return event
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    # ------------------------------------------------------------------ driving the core
-
-    async def _submit(self, method: Callable[..., object], *args: Any) -> None:
-        try:
-            method(*args, now=monotonic())
-        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
-            await self._drive()
-            await self._caught_up(self._transport)
+        await self._timer.cancel()
+        if self._runner is not None and self._runner is not await curio.current_task():
+            await self._runner.wait()  # queued async handlers finish
 
     async def _drive(self) -> None:
         """After any input: transport actions, events and user code, then ``_settled``."""
@@ -365,7 +278,7 @@ class Client(ClientDriver, _Curio):
         self._dispatch_events()
         if self._backlog and (self._runner is None or self._runner.terminated):
             self._runner = await curio.spawn(self._run_backlog, daemon=True)
-        await self._settled(self._transport)
+        await self._settled()
 
     async def _open(self, t: _Transport, action: OpenTransport) -> None:
         """The reader task of one transport: TCP, proxy ``CONNECT``, TLS; then read."""
@@ -377,9 +290,8 @@ class Client(ClientDriver, _Curio):
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 await t.sock.sendall(tunnel.request())
-                rest = None
-                while rest is None:
-                    rest = tunnel.receive(await t.sock.recv(READ_SIZE))
+                while (rest := tunnel.receive(await t.sock.recv(READ_SIZE))) is None:
+                    pass
             if action.tls is not None:
                 context = self._ssl or client_ssl_context(action.tls)
                 t.sock = await _wrap_tls(t.sock, context, action.server_hostname)
@@ -400,9 +312,6 @@ class Client(ClientDriver, _Curio):
                 self._core.receive_data(rest, monotonic())
             await self._drive()
         await t.run()
-
-    def _drain(self, t: _Transport) -> bytes:
-        return self._core.data_to_send() if self._transport is t else b""
 
     async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
         if self._transport is not t:
@@ -432,14 +341,6 @@ class Client(ClientDriver, _Curio):
             except Exception:
                 log.exception("zenws async handler failed")
 
-    async def _finish(self) -> None:
-        """Stop the timer and let queued async handlers finish."""
-        me = await curio.current_task()
-        if self._timer is not None and self._timer is not me:
-            await self._timer.cancel()
-        if self._runner is not None and self._runner is not me:
-            await self._runner.wait()
-
 
 def connect(
     url: str,
@@ -460,19 +361,10 @@ def connect(
 
     async def start() -> Client:
         client = Client(core, ssl, proxy)
-        opened = client._open_waiter(Pending[None]()) if wait_open else None
         client._timer = await curio.spawn(client._tick, daemon=True)
-        core.start(monotonic())
-        await client._drive()
-        try:
-            if opened is not None:
-                await _within(open_timeout, client._result(opened))
-        except TimeoutError:
-            await client.close()
-            raise client._open_timed_out(open_timeout) from None
-        except ConnectError:
-            await client._finish()
-            raise
+        await client._submit(core.start)
+        if wait_open:
+            await client._wait_open(open_timeout)
         return client
 
     return Opening(start)
@@ -481,8 +373,10 @@ def connect(
 # --------------------------------------------------------------------------- server
 
 
-class ServerWebSocket(SessionDriver, _Curio):
+class ServerWebSocket(_Curio, AsyncSession):
     """One server-side connection; the handler receives it once the handshake completed."""
+
+    _transport: _Transport
 
     def __init__(self, server: Server, remote_address: Any) -> None:
         session = server.hub.session(monotonic())
@@ -496,34 +390,8 @@ class ServerWebSocket(SessionDriver, _Curio):
         self._handler_task: Any = None
         self.remote_address = remote_address
 
-    async def send(self, message: str | bytes) -> None:
-        """Send a text (``str``) or binary message; waits while the writer is behind."""
-        self._send_message(message)
-        await self._transport.kick.set()  # sending moves no deadline and makes no event
-        await self._caught_up(self._transport)
-
-    async def send_text(self, text: str) -> None:
-        await self.send(str(text))
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.send(bytes(data))
-
-    async def send_json(self, obj: Any) -> None:
-        await self.send(encode_json(obj))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (RFC 6455 section 7.1.2) and wait until it ends."""
-        self._start_close(code, reason)
-        await self._drive()
-        await self._until(lambda: self.closed or None)
-
-    # ------------------------------------------------------------------ driving the session
-
     def _opened(self) -> None:
         self._start_handler = True
-
-    def _drain(self, t: _Transport) -> bytes:
-        return self._session.data_to_send()
 
     async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
         if isinstance(data, bytes) and data:
@@ -540,53 +408,59 @@ class ServerWebSocket(SessionDriver, _Curio):
             self._handler_task = await curio.spawn(self._run_handler, daemon=True)
         if self._session.should_close_transport:
             await self._transport.shut(self._session.data_to_send())
-        await self._settled(self._transport)
+        await self._settled()
 
     async def _run_handler(self) -> None:
+        error = None
         try:
             await self._server._handler(self)
         except Exception as exc:
-            self._handler_done(exc)
-        else:
-            self._handler_done(None)
+            error = exc
+        self._handler_done(error)
+        await self._drive()
+
+    async def _read(self) -> None:
+        """The reader task: the TLS handshake (bounded by the session's deadline), then read."""
+        t, context = self._transport, self._server.ssl
+        try:
+            if context is not None:
+                t.sock = await _wrap_tls(t.sock, context, None, server_side=True)
+        except OSError as exc:
+            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
+            await t.abort()
+            return
+        await t.run()
+
+    async def _ended(self) -> None:
+        """The transport is gone: the session ends (``Closed``) if it did not already."""
+        self._session.receive_eof(monotonic())
+        self._mark_closed()
         await self._drive()
 
     async def _serve(self, sock: Any) -> None:
-        """The connection task: TLS handshake, then read until the transport is closed.
-
-        The session's handshake deadline (kept by the timer task) also bounds TLS.
-        """
-        t, server = self._transport, self._server
-        t.reader, t.sock = await curio.current_task(), sock
+        """The connection task: reader and timer, then wait for the handler to return."""
+        t = self._transport
+        t.sock = sock
         timer = await curio.spawn(self._tick, daemon=True)
         try:
-            if server.ssl is not None:
-                t.sock = await _wrap_tls(sock, server.ssl, None, server_side=True)
-            await t.run()
-            await t.shut()  # EOF or error: nothing more will be read
+            t.reader = await curio.spawn(self._read, daemon=True)
             await t.done.wait()
+            await self._ended()
             if self._handler_task is not None:
                 await self._handler_task.wait()
-        except OSError as exc:
-            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
-        finally:
-            await timer.cancel()
-            if self._handler_task is not None:
-                await self._handler_task.cancel()
-            self._session.receive_eof(monotonic())  # a connection cut short still ends
-            await self._drive()
-            self._mark_closed()
-            await self._notify()
+        finally:  # also when shutdown cancels a connection that outlived its deadline
+            for task in (timer, self._handler_task):
+                if task is not None:
+                    await task.cancel()
             await t.abort()
-            del server._connections[self]
-            if not server._connections:
-                await _pulse(server._all_gone)
+            await self._ended()
+            del self._server._connections[self]
 
 
 ServerHandler = Callable[[ServerWebSocket], Awaitable[Any]]
 
 
-class Server(ServerDriver):
+class Server(AsyncServer):
     """A running zenws server (one listening socket, one task per connection)."""
 
     def __init__(
@@ -596,7 +470,7 @@ class Server(ServerDriver):
         self._sock, self._handler, self.ssl = sock, handler, ssl
         self.host, self.port = sock.getsockname()[:2]
         self._connections: dict[ServerWebSocket, Any] = {}  # their tasks
-        self._all_gone, self._stopped = curio.Event(), curio.Event()
+        self._stopped = curio.Event()
         self._acceptor: Any = None
 
     async def serve_forever(self) -> None:
@@ -613,17 +487,12 @@ class Server(ServerDriver):
         await self._sock.close()
         for ws in list(self._connections):
             await ws._drive()
-        if self._connections:
-            await curio.ignore_after(timeout, self._all_gone.wait())
+        async with curio.ignore_after(timeout):
+            for task in list(self._connections.values()):
+                await task.wait()
         for task in list(self._connections.values()):
             await task.cancel()
         await self._stopped.set()
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.shutdown()
 
     async def _accept(self) -> None:
         while True:
