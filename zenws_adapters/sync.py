@@ -4,7 +4,8 @@ The client has no background thread: I/O happens inside its calls.  ``recv``, ``
 ``ping``, ``poll`` and ``close`` wait in ``select`` until bytes arrive or the core's next
 deadline (heartbeats, reconnects, timeouts) comes, whichever is first.  The server runs an
 accept loop in one background thread and each connection's handler in a thread of its own.
-Reconnects, heartbeats, queueing and timeouts all stay in ``zenws_core``.
+Reconnects, heartbeats, queueing and timeouts all stay in ``zenws_core``; the public API is
+``_api.SyncClient`` / ``SyncSession`` over this module's ``_submit`` and ``_until``.
 """
 
 from __future__ import annotations
@@ -16,34 +17,17 @@ import socket
 import ssl as _ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from time import monotonic
 from typing import Any, TypeVar
 
-from zenws_core import (
-    ConnectionStateError,
-    Envelope,
-    OpenTransport,
-    ReconnectingClient,
-    ServerConfig,
-    ServerSession,
-)
+from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
+from ._api import SyncClient, SyncSession
 from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
 from ._driver import INBOX_LIMIT as INBOX_LIMIT
-from ._driver import (
-    ClientDriver,
-    Handler,
-    Pending,
-    ServerDriver,
-    SessionDriver,
-    build_core,
-    call_user,
-    encode_json,
-    server_config,
-)
-from ._errors import ConnectionClosed
+from ._driver import Handler, ServerDriver, build_core, call_user, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -60,64 +44,83 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Channel:
-    """One socket, driven by whichever thread waits on it; ``lock`` guards socket and core."""
+    """One socket and the core behind it, driven by whichever thread waits on it.
+
+    ``lock`` guards socket and core; it is released while a thread waits in ``select``, so
+    one thread can ``recv`` while others send.  A sender writes to the wake socket so that
+    waiting threads look at the core's deadline and the write interest again.
+    """
 
     _inbox: deque[str | bytes]  # the driver's (ClientDriver / SessionDriver)
+    _reading_paused: bool
+    _dispatch_events: Callable[[], bool]
+    #: Read even with a full inbox: the close frame must get through (server shutdown/close).
+    _closing = False
 
-    def __init__(self, lock: threading.RLock) -> None:
+    def __init__(
+        self,
+        lock: threading.RLock,
+        conn: ReconnectingClient[Handler] | ServerSession,
+        ended: Callable[[str | None, float], None],
+    ) -> None:
         self._lock = lock
+        self._conn = conn
+        self._ended = ended  # EOF (error None) or transport error, told to the core
         self._sock: socket.socket | None = None
         self._out = bytearray()
         self._calls: list[Callable[[], object]] = []  # user code, run outside the lock
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._waiters = 0
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
+        self._selector.register(self._wake_r, _READ)
 
-    # hooks: the core behind this socket
+    def _act(self) -> bool:
+        """Perform what the core asks of the transport; whether it asked anything."""
+        raise NotImplementedError
+
     def _deadline(self) -> float | None:
-        raise NotImplementedError
-
-    def _feed(self, data: bytes, now: float) -> None:
-        raise NotImplementedError
-
-    def _ended(self, error: str | None, now: float) -> None:
-        raise NotImplementedError
-
-    def _timer(self, now: float) -> None:
-        raise NotImplementedError
+        return self._conn.next_deadline()
 
     def _process(self, now: float) -> None:
-        raise NotImplementedError
+        """Drain the core until it is quiet: bytes, transport actions, events (in that order)."""
+        while True:
+            self._out += self._conn.data_to_send()
+            self._write(now)
+            acted = self._act()
+            if not self._dispatch_events() and not acted:
+                return
 
-    def _may_read(self) -> bool:
-        return not self._reading_paused
-
-    _reading_paused: bool
-
-    # the engine
     def _wake(self) -> None:
-        """Make a thread waiting in ``select`` re-read the core's deadline."""
+        """Make threads waiting in ``select`` look at the core again."""
         if self._waiters:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 
-    def _wait_for(self, take: Callable[[], T], timeout: float | None) -> T:
-        """Drive I/O until ``take()`` (called under the lock) is not None, or time is up (None)."""
+    def _submit(self, call: Callable[[float], T]) -> T:
+        """``call(now)`` on the core, then its bytes written (blocking, like ``sendall``)."""
+        with self._lock:
+            result = call(monotonic())
+            self._process(monotonic())
+        self._wake()
+        self._until(lambda: True if not self._out or self._sock is None else None, None)
+        return result
+
+    def _until(self, take: Callable[[], T | None], timeout: float | None) -> T | None:
+        """Drive I/O until ``take()`` (called under the lock) is not None; None when time is up."""
         end = None if timeout is None else monotonic() + timeout
         while True:
             self._run_calls()
             with self._lock:
                 result = take()
-            if result is not None:
-                return result
             remaining = None if end is None else end - monotonic()
-            if remaining is not None and remaining <= 0:
-                return result  # None: time is up
+            if result is not None or (remaining is not None and remaining <= 0):
+                return result
             self._step(remaining)
 
     def _step(self, limit: float | None) -> None:
-        """Wait (at most ``limit``) for bytes or the next deadline, then feed the core."""
+        """Wait (at most ``limit``) for bytes, a wake-up or the next deadline; feed the core."""
         with self._lock:
             now = monotonic()
             self._process(now)
@@ -127,31 +130,26 @@ class _Channel:
                 wait = until if wait is None else min(wait, until)
             mask = 0
             if sock is not None:
-                if self._may_read():
-                    mask |= _READ
-                    if isinstance(sock, _ssl.SSLSocket) and sock.pending():
-                        wait = 0.0
-                if self._out:
-                    mask |= _WRITE
+                mask = (_READ if self._may_read() else 0) | (_WRITE if self._out else 0)
+                if mask & _READ and isinstance(sock, _ssl.SSLSocket) and sock.pending():
+                    wait = 0.0  # decrypted bytes wait in the TLS layer, not in the kernel
+                self._watch(sock, mask)
+            released = self._wake_r.fileno() < 0
             self._waiters += 1
-        ready = 0
         try:
-            with selectors.DefaultSelector() as selector:
-                if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
-                    selector.register(self._wake_r, _READ)
-                if mask and sock is not None:
-                    try:
-                        selector.register(sock, mask)
-                    except (OSError, ValueError):  # closed by another thread meanwhile
-                        mask = 0
-                for key, events in selector.select(wait):
-                    if key.fileobj is sock:
-                        ready = events
+            if released:  # closed for good: nothing left to drive, only time passes
+                threading.Event().wait(wait)
+                return
+            ready = sum(
+                events for key, events in self._selector.select(wait) if key.fileobj is sock
+            )
         finally:
             with self._lock:
                 self._waiters -= 1
         with self._lock:
-            self._drain_wake()
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
             now = monotonic()
             # Only deadlines due before this read fire in this step: one the bytes below set
             # (a violation right after complete messages) waits one step, so the caller gets
@@ -163,31 +161,36 @@ class _Channel:
                 if ready & _READ or (mask & _READ and wait == 0.0):
                     self._read(sock, now)
             if deadline is not None and now >= deadline:
-                self._timer(now)
+                self._conn.handle_timer(now)
             self._process(now)
 
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
+    def _may_read(self) -> bool:
+        return not self._reading_paused or self._closing
+
+    def _watch(self, sock: socket.socket, mask: int) -> None:
+        """Register ``sock`` in the channel's selector for ``mask`` (0: not at all)."""
+        key = self._selector.get_map().get(sock)
+        if key is None and mask:
+            self._selector.register(sock, mask)
+        elif key is not None and not mask:
+            self._selector.unregister(sock)
+        elif key is not None and key.events != mask:
+            self._selector.modify(sock, mask)
 
     def _read(self, sock: socket.socket, now: float) -> None:
         budget = _READ_BUDGET
         while budget > 0 and sock is self._sock and self._may_read():
             try:
-                data = sock.recv(256 * 1024)
+                data, error = sock.recv(256 * 1024), None
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
-                self._lost(_describe(exc), now)
-                return
+                data, error = b"", _describe(exc)
             if not data:
-                self._lost(None, now)
+                self._lost(error, now)
                 return
             budget -= len(data)
-            self._feed(data, now)
+            self._conn.receive_data(data, now)
             self._process(now)
             if self._inbox:
                 # Hand these messages to the caller before reading on: bytes after them may
@@ -195,16 +198,13 @@ class _Channel:
                 return
 
     def _write(self, now: float) -> None:
-        sock = self._sock
-        while self._out and sock is not None:
+        while self._out and self._sock is not None:
             try:
-                sent = sock.send(self._out)
+                del self._out[: self._sock.send(self._out)]
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
                 self._lost(_describe(exc), now)
-                return
-            del self._out[:sent]
 
     def _lost(self, error: str | None, now: float) -> None:
         """EOF (``error`` None) or a transport error: the socket is gone."""
@@ -213,18 +213,15 @@ class _Channel:
 
     def _close_socket(self, *, flush: bool) -> None:
         sock, self._sock = self._sock, None
-        if sock is None:
-            self._out.clear()
-            return
-        if flush and self._out:  # a last close frame or HTTP answer: bounded blocking write
-            try:
-                sock.settimeout(1.0)
-                sock.sendall(self._out)
-            except OSError:
-                pass
+        if sock is not None:
+            self._watch(sock, 0)
+            if flush and self._out:  # a last close frame or HTTP answer: bounded blocking write
+                with contextlib.suppress(OSError):
+                    sock.settimeout(1.0)
+                    sock.sendall(self._out)
+            sock.close()
+            self._wake()
         self._out.clear()
-        sock.close()
-        self._wake()
 
     def _run_calls(self) -> None:
         with self._lock:
@@ -236,12 +233,10 @@ class _Channel:
         """User code runs outside the lock, in the thread that waits next."""
         self._calls.append(partial(call_user, handler, argument))
 
-    def _reading(self, paused: bool) -> None:
-        if not paused:
-            self._wake()  # a thread in select() should read again
-
     def _release(self) -> None:
+        """Close the selector and the wake socket once no thread waits on them."""
         if not self._waiters:
+            self._selector.close()
             self._wake_r.close()
             self._wake_w.close()
 
@@ -249,7 +244,7 @@ class _Channel:
 # --------------------------------------------------------------------------- client
 
 
-class Client(_Channel, ClientDriver):
+class Client(_Channel, SyncClient):
     """A reconnecting WebSocket client over blocking sockets (see ``connect``)."""
 
     def __init__(
@@ -259,74 +254,43 @@ class Client(_Channel, ClientDriver):
         ssl: _ssl.SSLContext | None = None,
         proxy: str | None = None,
     ) -> None:
-        _Channel.__init__(self, threading.RLock())
-        ClientDriver.__init__(
-            self, core, clock=monotonic, wake=self._wake, reading=self._reading, run=self._later
+        _Channel.__init__(self, threading.RLock(), core, core.connection_lost)
+        SyncClient.__init__(
+            self,
+            core,
+            clock=monotonic,
+            wake=self._wake,
+            reading=lambda paused: self._wake(),
+            run=self._later,
         )
-        self._ssl = ssl
-        self._proxy = proxy
-        self._generation = 0
+        self._ssl, self._proxy, self._generation = ssl, proxy, 0
 
-    # ------------------------------------------------------------ core hooks
-    def _deadline(self) -> float | None:
-        return self._core.next_deadline()
-
-    def _feed(self, data: bytes, now: float) -> None:
-        self._core.receive_data(data, now)
-
-    def _ended(self, error: str | None, now: float) -> None:
-        if error is None:
-            self._core.receive_eof(now)
-        else:
-            self._core.connection_lost(error, now)
-
-    def _timer(self, now: float) -> None:
-        self._core.handle_timer(now)
-
-    def _process(self, now: float) -> None:
-        core = self._core
-        while True:
-            self._out += core.data_to_send()
-            self._write(now)
-            actions = core.actions()
-            for action in actions:
-                if isinstance(action, OpenTransport):
-                    self._open(action)
-                elif action.generation == self._generation:
-                    self._close_socket(flush=True)
-            if not self._dispatch_events() and not actions:
-                return
+    def _act(self) -> bool:
+        actions = self._core.actions()
+        for action in actions:
+            if isinstance(action, OpenTransport):
+                self._open(action)
+            elif action.generation == self._generation:
+                self._close_socket(flush=True)
+        return bool(actions)
 
     def _open(self, action: OpenTransport) -> None:
+        """TCP (every resolved address in turn), CONNECT through a proxy, TLS; tell the core."""
         self._close_socket(flush=False)
-        self._generation = action.generation
+        self._generation, end = action.generation, monotonic() + action.timeout
+        sock = None
         try:
-            sock, leftover = self._connect_socket(action)
-        except (OSError, ValueError) as exc:
-            self._core.connection_failed(_describe(exc), monotonic(), **classify_os_error(exc))
-            return
-        self._sock = sock
-        self._core.connection_made(monotonic())
-        if leftover:
-            self._core.receive_data(leftover, monotonic())
-
-    def _connect_socket(self, action: OpenTransport) -> tuple[socket.socket, bytes]:
-        """TCP (every resolved address in turn), then CONNECT through a proxy, then TLS."""
-        end = monotonic() + action.timeout
-        proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-        target = (proxy.host, proxy.port) if proxy is not None else (action.host, action.port)
-        sock = socket.create_connection(target, timeout=action.timeout)
-        try:
+            proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
+            target = (proxy.host, proxy.port) if proxy is not None else (action.host, action.port)
+            sock = socket.create_connection(target, timeout=action.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            leftover = b""
+            leftover: bytes | None = b""
             if proxy is not None:
-                tunnel = ConnectTunnel(proxy, action.host, action.port)
+                tunnel, leftover = ConnectTunnel(proxy, action.host, action.port), None
                 sock.sendall(tunnel.request())
-                rest = None
-                while rest is None:
+                while leftover is None:
                     sock.settimeout(max(end - monotonic(), 0.001))
-                    rest = tunnel.receive(sock.recv(65536))
-                leftover = rest
+                    leftover = tunnel.receive(sock.recv(65536))
             if action.tls is not None:
                 if leftover:
                     raise ProxyError("unexpected bytes from the proxy before TLS")
@@ -334,90 +298,33 @@ class Client(_Channel, ClientDriver):
                 sock.settimeout(max(end - monotonic(), 0.001))
                 sock = context.wrap_socket(sock, server_hostname=action.server_hostname)
             sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        return sock, leftover
-
-    def _call(self, action: Callable[[float], T]) -> T:
-        """An application call on the core, then its bytes written (blocking, like sendall)."""
-        with self._lock:
-            result = action(monotonic())
-            self._process(monotonic())
-        self._wake()
-        self._wait_for(lambda: True if not self._out or self._sock is None else None, None)
-        return result
-
-    # ------------------------------------------------------------ public API
-    def send_text(self, text: str) -> None:
-        """Send a text message now, or queue it while disconnected (the core decides)."""
-        self._call(lambda now: self._core.send_text(text, now=now))
-
-    def send_bytes(self, data: bytes) -> None:
-        self._call(lambda now: self._core.send_bytes(data, now=now))
-
-    def send_json(self, obj: Any) -> None:
-        self._call(lambda now: self._core.send_json(obj, now=now))
-
-    def send(self, type: str, data: Any = None) -> None:
-        """Send the envelope ``{"type": type, "data": data}``."""
-        self._call(lambda now: self._core.send(type, data, now=now))
-
-    def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
-        """Send an envelope with a fresh id and wait for the reply carrying that id."""
-        reply: Pending[Envelope] = Pending()
-        self._call(
-            lambda now: self._expect_reply(
-                self._core.request(type, data, now=now, timeout=timeout), reply
-            )
-        )
-        return self._result(reply, None)
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message no handler took; ``TimeoutError``; ``ConnectionClosed`` at the end."""
-        result = self._wait_for(self._take, timeout)
-        if result is None:
-            raise TimeoutError(f"no message within {timeout}s")
-        return result
-
-    def _result(self, waiter: Pending[T], timeout: float | None) -> T:
-        if self._wait_for(lambda: True if waiter.done() else None, timeout) is None:
-            raise TimeoutError(f"no answer within {timeout}s")
-        return waiter.result()
-
-    def __iter__(self) -> Iterator[str | bytes]:
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosed:
-                return
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if not isinstance(exc, OSError | ValueError):
+                raise
+            self._core.connection_failed(_describe(exc), monotonic(), **classify_os_error(exc))
+            return
+        self._sock = sock
+        self._core.connection_made(monotonic())
+        if leftover:
+            self._core.receive_data(leftover, monotonic())
 
     def poll(self, timeout: float = 0.0) -> None:
         """Drive I/O and timers for at most ``timeout`` seconds without taking messages."""
         self._step(timeout)
         self._run_calls()
 
-    def ping(self, timeout: float | None = None) -> float:
-        """Ping the server and return the round trip in seconds."""
-        return self._result(self._call(lambda now: self._start_ping(Pending[float]())), timeout)
-
-    def reconnect(self) -> None:
-        """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
-        self._call(lambda now: self._core.reconnect(now))
-
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2), waiting for the closing handshake."""
-        self._call(lambda now: self._core.close(code, reason, now=now))
-        self._wait_for(lambda: True if self._closed else None, None)
+        self._submit(lambda now: self._core.close(code, reason, now=now))
+        self._until(lambda: True if self._closed else None, None)
         with self._lock:
             self._close_socket(flush=True)
             self._release()
 
     def __enter__(self) -> Client:
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def connect(
@@ -436,133 +343,48 @@ def connect(
     made from ``tls=TLSConfig(...)``; ``proxy`` is an ``http://`` CONNECT proxy URL.
     """
     client = Client(build_core(url, options), ssl=ssl, proxy=proxy)
-    opened = client._open_waiter(Pending[None]()) if wait_open else None
-    client._call(lambda now: client._core.start(now))
-    if opened is not None:
-        try:
-            client._result(opened, open_timeout)
-        except TimeoutError:
-            client.close()
-            raise client._open_timed_out(open_timeout) from None
+    client._submit(client._core.start)
+    if wait_open:
+        client._wait_open(open_timeout)
     return client
 
 
 # --------------------------------------------------------------------------- server
 
 
-class ServerWebSocket(_Channel, SessionDriver):
+class ServerWebSocket(_Channel, SyncSession):
     """One open server-side WebSocket, for a handler running in its own thread."""
 
     def __init__(
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
-        _Channel.__init__(self, server._lock)
-        SessionDriver.__init__(
+        _Channel.__init__(self, server._lock, session, lambda error, now: session.receive_eof(now))
+        SyncSession.__init__(
             self,
             session,
             clock=monotonic,
             wake=self._wake,
-            opened=self._open,
-            reading=self._reading,
+            opened=lambda: setattr(self, "_opened", True),
+            reading=lambda paused: self._wake(),
         )
-        self._sock = sock
-        self.remote_address = address
-        self._opened = False
-        self._closing = False  # read past the inbox limit: the close frame must get through
+        self._sock, self.remote_address, self._opened = sock, address, False
 
-    # ------------------------------------------------------------ core hooks
+    def _act(self) -> bool:
+        if self._session.should_close_transport:
+            self._close_socket(flush=True)  # RFC 6455 section 7.1.1: the server closes TCP
+        return False
+
     def _deadline(self) -> float | None:
         return self._session.next_deadline() if self._sock is not None else None
 
-    def _feed(self, data: bytes, now: float) -> None:
-        self._session.receive_data(data, now)
-
-    def _ended(self, error: str | None, now: float) -> None:
-        self._session.receive_eof(now)
-
-    def _timer(self, now: float) -> None:
-        self._session.handle_timer(now)
-
-    def _may_read(self) -> bool:
-        return not self._reading_paused or self._closing
-
-    def _open(self) -> None:
-        self._opened = True
-
-    def _process(self, now: float) -> None:
-        session = self._session
-        while True:
-            self._out += session.data_to_send()
-            self._write(now)
-            if session.should_close_transport:
-                self._close_socket(flush=True)  # RFC 6455 section 7.1.1: the server closes TCP
-            if not self._dispatch_events():
-                return
-
-    def _call(self, action: Callable[[float], T]) -> T:
-        with self._lock:
-            try:
-                result = action(monotonic())
-            except ConnectionStateError:  # closing or closed: no more messages
-                raise ConnectionClosed(self.close_code, self.close_reason) from None
-            self._process(monotonic())
-        self._wake()
-        self._wait_for(lambda: True if not self._out or self._sock is None else None, None)
-        return result
-
-    # ------------------------------------------------------------ public API
-    def send(self, message: str | bytes) -> None:
-        """Send a text (``str``) or binary message, blocking until it is written."""
-        self._call(lambda now: self._send_message(message))
-
-    def send_text(self, text: str) -> None:
-        self.send(str(text))
-
-    def send_bytes(self, data: bytes) -> None:
-        self.send(bytes(data))
-
-    def send_json(self, obj: Any) -> None:
-        self.send(encode_json(obj))
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``TimeoutError``, or ``ConnectionClosed`` once the connection ends."""
-        result = self._wait_for(self._take, timeout)
-        if result is None:
-            raise TimeoutError(f"no message within {timeout}s")
-        return result
-
-    def __iter__(self) -> Iterator[str | bytes]:
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosed:
-                return
-
-    def ping(self, timeout: float | None = None) -> float:
-        """Ping the client and return the round trip in seconds."""
-        pong = self._call(lambda now: self._start_ping(Pending[float]()))
-        if self._wait_for(lambda: True if pong.done() else None, timeout) is None:
-            raise TimeoutError(f"no pong within {timeout}s")
-        return pong.result()
-
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close (RFC 6455 section 7.1.2) and wait until the transport is closed."""
-        with self._lock:
-            self._closing = True
-            self._start_close(code, reason)
-            self._process(monotonic())
-        self._wake()
-        self._wait_for(self._gone, None)
+        self._closing = True
+        self._submit(lambda now: self._start_close(code, reason))
+        self._until(self._gone, None)
 
     def _gone(self) -> bool | None:
         return True if self._sock is None else None
-
-    def _abort(self) -> None:
-        """Drop the transport without a closing handshake (shutdown deadline passed)."""
-        with self._lock:
-            if self._sock is not None:
-                self._lost("server shutdown deadline", monotonic())
-                self._process(monotonic())
 
 
 class Server(ServerDriver):
@@ -577,10 +399,7 @@ class Server(ServerDriver):
     ) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._lock = threading.RLock()
-        self._listener = listener
-        self._handler = handler
-        self._ssl = ssl
-        self.config = config
+        self._listener, self._handler, self._ssl, self.config = listener, handler, ssl, config
         self.host, self.port = listener.getsockname()[:2]
         self._conns: set[ServerWebSocket] = set()
         self._threads: set[threading.Thread] = set()
@@ -604,13 +423,13 @@ class Server(ServerDriver):
                         log.warning("zenws: accept failed: %s", exc)
                         self._stopped.wait(0.1)
                         continue
-                    thread = threading.Thread(target=self._run, args=(sock, address))
-                    thread.daemon = True
+                    thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
                     with self._lock:
                         self._threads.add(thread)
                     thread.start()
 
     def _run(self, sock: socket.socket, address: Any) -> None:
+        """One connection: TLS, handshake (the core decides), ``handler(ws)``, close."""
         ws = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -621,16 +440,15 @@ class Server(ServerDriver):
             with self._lock:
                 ws = ServerWebSocket(self, sock, address, self.hub.session(monotonic()))
                 self._conns.add(ws)
-            ws._wait_for(lambda: True if ws._opened or ws._sock is None else None, None)
+            ws._until(lambda: True if ws._opened or ws._sock is None else None, None)
             if ws._opened:
+                error = None
                 try:
                     self._handler(ws)
                 except Exception as exc:
-                    with self._lock:
-                        ws._handler_done(exc)
-                else:
-                    with self._lock:
-                        ws._handler_done(None)
+                    error = exc
+                with self._lock:
+                    ws._handler_done(error)
             ws.close()
         except OSError as exc:
             log.debug("zenws: connection from %s ended: %s", address, exc)
@@ -645,23 +463,25 @@ class Server(ServerDriver):
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, drop what is left at the deadline."""
-        timeout = self.config.shutdown_timeout if timeout is None else timeout
-        end = monotonic() + timeout
         if not self._stopped.is_set():
             self._stopped.set()
             self._wake_w.send(b"\0")
             self._accepter.join()
-            self._listener.close()
+            for closing in (self._listener, self._wake_r, self._wake_w):
+                closing.close()
         with self._lock:
             conns = list(self._conns)
-            self._begin_shutdown(conns, timeout)
+            end = monotonic() + self._begin_shutdown(conns, timeout)
             for ws in conns:
                 ws._closing = True
                 ws._process(monotonic())
                 ws._wake()
         for ws in conns:  # drive them from here too: a busy handler may not be reading
-            ws._wait_for(ws._gone, end - monotonic())
-            ws._abort()
+            ws._until(ws._gone, end - monotonic())
+            with self._lock:
+                if ws._sock is not None:  # the deadline passed: drop it without a handshake
+                    ws._lost("server shutdown deadline", monotonic())
+                    ws._process(monotonic())
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
