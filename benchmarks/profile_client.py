@@ -171,8 +171,11 @@ class Pair:
         client.send_bytes(payload, now=self.now)
         self.drive_client()  # -> session
         self.drive_session()  # echo -> client
-        routed = self.drive_client()
-        return routed[0].data
+        Routed = self.core.Routed
+        for event in self.drive_client():
+            if type(event) is Routed:
+                return event.data
+        raise AssertionError("no message came back")
 
 
 # ----------------------------------------------------------------------------- measures

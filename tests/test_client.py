@@ -343,6 +343,28 @@ def test_transport_death_reports_unconfirmed_messages_as_possibly_lost() -> None
     assert client.stats(0.3).possibly_lost == 2
 
 
+def test_possibly_lost_reports_direct_and_queued_messages_with_their_record() -> None:
+    client = make_client(delays=[1.0])
+    wire = Wire(client)
+    client.send_bytes(b"queued", now=0.05, ttl=9.0)  # waits in the queue, then flushed
+    client.start(0.0)
+    wire.drain()
+    wire.accept(0.1)
+    client.send_text("d\u00e9j\u00e0", now=0.2)  # straight out
+    request_id = client.request("ask", {"n": 1}, now=0.3)
+    wire.shuttle(0.3)
+    client.connection_lost("reset", 0.4)
+    wire.drain()
+    (lost,) = wire.of(MessagesPossiblyLost)
+    queued, direct, request = lost.messages
+    assert (queued.seq, queued.payload, queued.size) == (0, b"queued", 6)
+    assert (queued.enqueued_at, queued.expires_at) == (0.05, 0.05 + 9.0)
+    assert (direct.seq, direct.payload, direct.size) == (1, "d\u00e9j\u00e0", 6)
+    assert (direct.enqueued_at, direct.expires_at, direct.tag) == (0.2, None, None)
+    assert (request.seq, request.tag, request.enqueued_at) == (2, request_id, 0.3)
+    assert request.size == len(str(request.payload).encode())
+
+
 def test_a_pong_confirms_what_was_sent_before_the_ping() -> None:
     client = make_client(delays=[1.0])
     wire = Wire(client)
@@ -361,6 +383,43 @@ def test_a_pong_confirms_what_was_sent_before_the_ping() -> None:
 
 
 # ------------------------------------------------------------------ heartbeat
+
+
+def test_heartbeat_deadline_stays_put_while_messages_arrive() -> None:
+    """Received data postpones the ping without moving the deadline the adapter armed."""
+    client = make_client(heartbeat=HeartbeatConfig(interval=5.0, timeout=2.0))
+    wire = Wire(client)
+    client.start(0.0)
+    wire.drain()
+    wire.accept(0.0)
+    assert client.next_deadline() == 5.0
+    for now in (1.0, 2.0, 3.0):
+        client.send_text("echo me", now=now)
+        wire.shuttle(now, echo=True)
+        assert client.heartbeat.next_deadline() == now + 5.0
+        assert client.next_deadline() == 5.0  # no re-arming per message
+    client.handle_timer(5.0)  # early for the heartbeat: no ping
+    assert client.data_to_send() == b""
+    assert client.next_deadline() == 8.0  # now the heartbeat's own deadline
+    client.handle_timer(8.0)
+    assert client.data_to_send()[:1] == b"\x89"  # ping, 5 s after the last message
+    assert client.next_deadline() == 10.0
+    client.close(now=8.5)
+    wire.shuttle(8.5)
+    assert client.heartbeat.next_deadline() is None
+
+
+def test_an_earlier_heartbeat_deadline_is_reported_at_once() -> None:
+    client = make_client(heartbeat=HeartbeatConfig(interval=5.0, timeout=2.0))
+    wire = Wire(client)
+    client.start(0.0)
+    wire.drain()
+    wire.accept(0.0)
+    assert client.next_deadline() == 5.0
+    client.send_text("x", now=1.0)
+    wire.shuttle(1.0, echo=True)
+    client.ping(now=1.5)  # awaiting the pong: the heartbeat deadline moves earlier
+    assert client.next_deadline() == 3.5
 
 
 def test_heartbeat_pings_at_interval_and_declares_a_silent_peer_dead() -> None:

@@ -437,6 +437,12 @@ def _size(payload: str | bytes) -> int:
     return len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
 
 
+_Sent = tuple[int, str | bytes, float, str | None, QueuedMessage | None]
+"""A written, unconfirmed message: seq, payload, when, request id, and its
+``QueuedMessage`` if it waited in the queue (messages sent straight out get one only if
+they are reported in ``MessagesPossiblyLost``)."""
+
+
 class ReconnectingClient(Generic[H]):
     """A client connection that survives the real world: reconnect, queue, heartbeat, routing.
 
@@ -457,6 +463,7 @@ class ReconnectingClient(Generic[H]):
         "_drops",
         "_events",
         "_generation",
+        "_heartbeat_shown",
         "_last_error",
         "_last_written",
         "_mask_source",
@@ -514,7 +521,9 @@ class ReconnectingClient(Generic[H]):
         self._transport_ended = False
         # sent but not yet confirmed by a pong or a clean close, oldest first (a list: an
         # idle client keeps one or two here, and an empty deque alone costs 600 bytes)
-        self._unconfirmed: list[QueuedMessage] = []
+        self._unconfirmed: list[_Sent] = []
+        # the heartbeat deadline last reported by next_deadline (see there)
+        self._heartbeat_shown: float | None = None
         self._ping_marks: dict[bytes, int] = {}
         self._last_written = -1  # seq of the last message written to a transport
         self._request_sent_at: dict[str, float] = {}
@@ -549,33 +558,59 @@ class ReconnectingClient(Generic[H]):
         return actions
 
     def data_to_send(self) -> bytes:
-        if self._conn is not None:
-            data = self._conn.data_to_send()
+        conn = self._conn
+        out = self._out
+        if not out:  # the usual case: only the live connection has bytes
+            return b"" if conn is None else conn.data_to_send()
+        if conn is not None:
+            data = conn.data_to_send()
             if data:
-                self._out.append(data)
-        if not self._out:
-            return b""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+                out.append(data)
+        joined = b"".join(out)
+        out.clear()
+        return joined
 
     @property
     def writing_paused(self) -> bool:
         return self._conn is not None and self._conn.writing_paused
 
     def next_deadline(self) -> float | None:
-        candidates = [
-            self._connect_deadline,
-            self._reconnect_at,
-            self.queue.next_deadline(),
-            self.requests.next_deadline(),
-        ]
-        if self._conn is not None:
-            candidates.append(self._conn.next_deadline())
+        """When ``handle_timer`` must run next: the earliest of every timer, or None.
+
+        The heartbeat's deadline moves with every message received; reported as is, it
+        would make the adapter cancel and re-arm its timer once per message.  So a
+        heartbeat deadline, once reported, stays until ``handle_timer`` runs at or after it
+        (or an earlier one comes): the timer then fires early at worst once per
+        ``interval``, and the heartbeat, whose own deadline is exact, does nothing early.
+        """
+        best = self._connect_deadline
+        deadline = self._reconnect_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        if len(self.queue):
+            deadline = self.queue.next_deadline()
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        if len(self.requests):
+            deadline = self.requests.next_deadline()
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        conn = self._conn
+        if conn is not None:
+            deadline = conn.next_deadline()
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
             if self._state is ClientState.OPEN:
-                candidates.append(self.heartbeat.next_deadline())
-        deadlines = [d for d in candidates if d is not None]
-        return min(deadlines) if deadlines else None
+                deadline = self.heartbeat.next_deadline()
+                if deadline is None:
+                    self._heartbeat_shown = None
+                else:
+                    shown = self._heartbeat_shown
+                    if shown is None or deadline < shown:
+                        self._heartbeat_shown = shown = deadline
+                    if best is None or shown < best:
+                        best = shown
+        return best
 
     # ------------------------------------------------------------------ transitions
 
@@ -739,6 +774,9 @@ class ReconnectingClient(Generic[H]):
         self._pump(now, transport_gone=True)
 
     def handle_timer(self, now: float) -> None:
+        shown = self._heartbeat_shown
+        if shown is not None and now >= shown:
+            self._heartbeat_shown = None  # next_deadline reports the heartbeat's own again
         if self._connect_deadline is not None and now >= self._connect_deadline:
             self._connect_deadline = None
             self._drop_transport("connect timed out")
@@ -831,12 +869,17 @@ class ReconnectingClient(Generic[H]):
         if (
             self._state is ClientState.OPEN
             and conn is not None
-            and len(self.queue) == 0
+            and not len(self.queue)
             and conn.state is ConnectionState.OPEN
         ):
-            message = self.queue.bypass(payload, now, tag=tag)
-            self._write(conn, message, now)
-            return message.seq
+            # Straight out: no QueuedMessage is built unless the message is reported lost.
+            seq = self.queue.take_seq()
+            if isinstance(payload, str):
+                conn.send_text(payload)
+            else:
+                conn.send_bytes(payload)
+            self._sent(conn, (seq, payload, now, tag, None), now)
+            return seq
         try:
             message, dropped = self.queue.put(payload, now, ttl=ttl, tag=tag)
         except QueueFull as exc:
@@ -855,9 +898,13 @@ class ReconnectingClient(Generic[H]):
             conn.send_text(message.payload)
         else:
             conn.send_bytes(message.payload)
-        self._last_written = message.seq
+        self._sent(conn, (message.seq, message.payload, now, None, message), now)
+
+    def _sent(self, conn: ClientConnection, sent: _Sent, now: float) -> None:
+        """A message was written: it stays unconfirmed until a pong or a clean close."""
+        self._last_written = sent[0]
         unconfirmed = self._unconfirmed
-        unconfirmed.append(message)
+        unconfirmed.append(sent)
         if len(unconfirmed) > self.config.track_unconfirmed:
             # Too many unconfirmed: ask the peer for a confirmation now.
             self._send_ping_if_none_pending(conn, now)
@@ -898,12 +945,23 @@ class ReconnectingClient(Generic[H]):
     def _confirm(self, up_to_seq: int) -> None:
         unconfirmed = self._unconfirmed
         confirmed = 0
-        for message in unconfirmed:
-            if message.seq > up_to_seq:
+        for sent in unconfirmed:
+            if sent[0] > up_to_seq:
                 break
             confirmed += 1
         if confirmed:
             del unconfirmed[:confirmed]
+
+    def _take_unconfirmed(self) -> tuple[QueuedMessage, ...]:
+        """Every unconfirmed message, as ``QueuedMessage`` objects; none remain."""
+        lost = tuple(
+            queued
+            if queued is not None
+            else QueuedMessage(seq, payload, _size(payload), at, None, tag)
+            for seq, payload, at, tag, queued in self._unconfirmed
+        )
+        self._unconfirmed.clear()
+        return lost
 
     def _pump(self, now: float, *, transport_gone: bool = False) -> None:
         """Process the protocol connection's events; the heart of the state machine."""
@@ -980,8 +1038,7 @@ class ReconnectingClient(Generic[H]):
             # frames still in flight towards it.
             self._unconfirmed.clear()
         elif self._unconfirmed:
-            lost = tuple(self._unconfirmed)
-            self._unconfirmed.clear()
+            lost = self._take_unconfirmed()
             self._possibly_lost += len(lost)
             self._count_drop("possibly-lost", len(lost))
             self._events.append(MessagesPossiblyLost(lost))
@@ -1029,8 +1086,7 @@ class ReconnectingClient(Generic[H]):
         if conn is not None and conn.state is ConnectionState.OPEN:
             conn.close(1011, "keepalive timeout", now=now)
         if self._unconfirmed:
-            lost = tuple(self._unconfirmed)
-            self._unconfirmed.clear()
+            lost = self._take_unconfirmed()
             self._possibly_lost += len(lost)
             self._count_drop("possibly-lost", len(lost))
             self._events.append(MessagesPossiblyLost(lost))

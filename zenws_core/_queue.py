@@ -325,6 +325,16 @@ class OutboundQueue:
         """
         return self._make(payload, _payload_size(payload), now, None, tag)
 
+    def take_seq(self) -> int:
+        """The next sequence number, for a message sent straight out with no record at all.
+
+        As ``bypass`` without building the ``QueuedMessage`` (the client's per-message fast
+        path; it builds one later only if it has to report the message).
+        """
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        return seq
+
     def _make(
         self, payload: Payload, size: int, now: float, expires_at: float | None, tag: object
     ) -> QueuedMessage:

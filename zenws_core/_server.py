@@ -264,11 +264,12 @@ class ServerSession:
         return self.conn.writing_paused
 
     def next_deadline(self) -> float | None:
-        deadlines = [self.conn.next_deadline()]
+        deadline = self.conn.next_deadline()
         if self._counted_open:
-            deadlines.append(self.heartbeat.next_deadline())
-        present = [d for d in deadlines if d is not None]
-        return min(present) if present else None
+            beat = self.heartbeat.next_deadline()
+            if beat is not None and (deadline is None or beat < deadline):
+                return beat
+        return deadline
 
     # ------------------------------------------------------------------ internals
 
