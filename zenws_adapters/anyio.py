@@ -2,11 +2,11 @@
 
 One background task per client or server connection moves bytes between an anyio byte
 stream and the core, sleeps until the core's next deadline (``CancelScope(deadline=...)``)
-and calls user code.  Event dispatch, waiters and the inbox are the shared ``_driver``'s;
-reconnects, heartbeats, queueing, routing and timeouts the core's.  Writers send through
-``await stream.send(...)`` under one lock, so a slow peer slows the sender down
-(backpressure).  Internal task groups never leak an ``ExceptionGroup``: user handler
-errors are logged, transport errors become core news.
+and calls user code.  The public API is ``_api``'s; event dispatch, waiters and the inbox
+are ``_driver``'s; reconnects, heartbeats, queueing, routing and timeouts the core's.
+Writers send through ``await stream.send(...)`` under one lock, so a slow peer slows the
+sender down (backpressure).  Internal task groups never leak an ``ExceptionGroup``: user
+handler errors are logged, transport errors become core news.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import ssl as _ssl
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -23,48 +24,28 @@ import sniffio
 from anyio.streams.tls import TLSListener, TLSStream
 
 from zenws_core import (
-    ClientEvent,
     ClientState,
     CloseTransport,
-    Envelope,
     OpenTransport,
     ReconnectingClient,
     ServerConfig,
     ServerSession,
 )
 
+from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
-from ._driver import (
-    INBOX_LIMIT,
-    ClientDriver,
-    Handler,
-    Opening,
-    Pending,
-    ServerDriver,
-    SessionDriver,
-    build_core,
-    call_user,
-    encode_json,
-    log,
-    server_config,
-)
-from ._errors import ConnectionClosed
+from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log, server_config
 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 _Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
-_now = anyio.current_time
+#: The core's clock.  Not ``anyio.current_time``: on asyncio with uvloop that is the loop's
+#: cached millisecond clock, too coarse for round trips; deadlines are converted in ``_drive``.
+_now = time.monotonic
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _background: set[Any] = set()  # asyncio tasks started by ``await connect()``/``await serve()``
-
-
-async def _await_logged(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.exception("zenws async handler failed")
 
 
 def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -89,36 +70,45 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+async def _await_logged(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("zenws async handler failed")
+
+
 class _Driven:
-    """What clients and server connections share: the stream, the write lock, wake-ups.
+    """The ``_api`` hooks and the one read/timer loop that clients and server connections share.
 
     Waiters are the driver's ``Pending`` slots: ``wake()`` (after every dispatch) pulses
-    one ``anyio.Event`` and each waiting task looks at its slot again.
+    one ``anyio.Event`` and each waiting task looks at its slot again.  ``_poke()``
+    interrupts the loop's wait (new actions, an earlier deadline, inbox space, a write error).
     """
 
     _reading_paused: bool
-    _take: Callable[[], str | bytes | None]
-    _data_to_send: Callable[[], bytes]
-    _service: Callable[[], Awaitable[bool]]
+    _dispatch_events: Callable[[], bool]
+    _ended: Callable[[], bool]  # the loop ends: the transport is done with
+    _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
     _lost: Callable[[BaseException, float], Awaitable[None]]
 
-    def _init_stream(self, stream: anyio.abc.ByteStream | None) -> None:
-        self._stream = stream
+    def _init_stream(
+        self, machine: ReconnectingClient[Handler] | ServerSession, stream: Any
+    ) -> None:
+        self._machine, self._stream = machine, stream
         self._broken: BaseException | None = None
         self._write_lock = anyio.Lock()
         self._changed = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
         self._wait_deadline = math.inf
         self._poked = False
+        self._actions: list[Any] = []  # the client core's transport actions, in order
         self._tg: anyio.abc.TaskGroup | None = None
 
     def _wake(self) -> None:
-        """The driver's ``wake`` hook: every task waiting in recv, close... looks again."""
         self._changed.set()
         self._changed = anyio.Event()
 
     def _poke(self) -> None:
-        """Interrupt the driver's wait (new actions, an earlier deadline, inbox space)."""
         self._poked = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
@@ -128,14 +118,33 @@ class _Driven:
         if not paused:
             self._poke()
 
-    async def _until(self, condition: Callable[[], T | None]) -> T:
-        while (result := condition()) is None or result is False:
+    async def _until(self, take: Callable[[], T | None]) -> T:
+        while (result := take()) is None:
             await self._changed.wait()
         return result
 
-    async def _result(self, waiter: Pending[T]) -> T:
-        await self._until(waiter.done)
-        return waiter.result()
+    async def _within(self, timeout: float | None, awaitable: Awaitable[T]) -> T:
+        with anyio.fail_after(timeout):
+            return await awaitable
+
+    async def _submit(self, call: Callable[[float], T], ready: bool = False) -> T:
+        """Run ``call`` on the core once the writer keeps up (``ready``: at once); write."""
+        await self._until(lambda: True if ready or not self._machine.writing_paused else None)
+        try:
+            result = call(_now())
+        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            self._after_call()
+        await self._flush()
+        return result
+
+    def _after_call(self) -> None:
+        """Collect actions and dispatch events after any core call; poke the loop if needed."""
+        if isinstance(self._machine, ReconnectingClient):
+            self._actions.extend(self._machine.actions())
+        self._dispatch_events()
+        deadline = self._machine.next_deadline()
+        if self._actions or (deadline is not None and deadline < self._wait_deadline):
+            self._poke()
 
     async def _flush(self, *, wait: bool = True) -> None:
         """Write what the core produced; the lock holder drains everything, in order."""
@@ -143,7 +152,7 @@ class _Driven:
             return  # the holder picks our bytes up after its current send
         async with self._write_lock:
             while (stream := self._stream) is not None and self._broken is None:
-                if not (data := self._data_to_send()):
+                if not (data := self._machine.data_to_send()):
                     return
                 self._wake()  # senders waiting on writing_paused may go on
                 try:
@@ -154,32 +163,34 @@ class _Driven:
                         self._poke()
                     return
 
-    async def _read(self, deadline: float | None) -> bytes | BaseException | None:
-        """Data, an EOF/error, or ``None`` when the deadline passed or a poke came."""
-        stream = self._stream
-        self._wait_deadline = math.inf if deadline is None else deadline
-        result: bytes | BaseException | None = None
-        with anyio.CancelScope(deadline=self._wait_deadline) as scope:
-            self._wait_scope = scope
-            if self._poked or self._broken is not None:
-                scope.cancel()
-            try:
-                if stream is None or self._reading_paused:  # paused: the inbox is full
-                    await anyio.sleep_forever()
-                else:
-                    result = await stream.receive()
-            except (anyio.EndOfStream, *_TRANSPORT_ERRORS, _ssl.SSLError) as exc:
-                result = exc
-        self._wait_scope, self._wait_deadline = None, math.inf
-        if self._broken is not None:
-            result, self._broken = self._broken, None
-        return result
-
-    async def _drive(self, machine: ReconnectingClient[Handler] | ServerSession) -> None:
-        """Read into ``machine`` and call its timer at its deadline, while ``_service`` says so."""
-        while await self._service():
-            deadline = machine.next_deadline()
-            result = await self._read(deadline)
+    async def _drive(self) -> None:
+        """Read into the core, call its timer at its deadline, while ``_service`` says so."""
+        machine = self._machine
+        while True:
+            self._after_call()
+            self._poked = False  # the loop looks at everything a poke is about again now
+            await self._flush(wait=False)
+            if self._ended():
+                return
+            if self._actions:
+                await self._perform(self._actions.pop(0))
+                continue
+            deadline, stream, result = machine.next_deadline(), self._stream, None
+            self._wait_deadline = math.inf if deadline is None else deadline
+            wake_at = anyio.current_time() + (self._wait_deadline - _now())  # anyio's clock
+            with anyio.CancelScope(deadline=wake_at) as self._wait_scope:
+                if self._poked or self._broken is not None:
+                    self._wait_scope.cancel()
+                try:
+                    if stream is None or self._reading_paused:  # paused: the inbox is full
+                        await anyio.sleep_forever()
+                    else:
+                        result = await stream.receive()
+                except (anyio.EndOfStream, _ssl.SSLError, *_TRANSPORT_ERRORS) as exc:
+                    result = exc
+            self._wait_scope, self._wait_deadline = None, math.inf
+            if self._broken is not None:
+                result, self._broken = self._broken, None
             now = _now()
             if isinstance(result, bytes):
                 machine.receive_data(result, now)
@@ -188,83 +199,24 @@ class _Driven:
             if deadline is not None and now >= deadline:
                 machine.handle_timer(now)
 
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; ``ConnectionClosed`` at the end, ``TimeoutError`` on timeout."""
-        with anyio.fail_after(timeout):
-            return await self._until(self._take)
-
-    def __aiter__(self) -> _Driven:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
-
 
 # =========================================================================== client
 
 
-class Client(_Driven, ClientDriver):
+class Client(_Driven, AsyncClient):
     """A reconnecting WebSocket client; create it with ``connect(url, **options)``."""
 
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        self._init_stream(None)
+        self._init_stream(core, None)
         super().__init__(core, clock=_now, wake=self._wake, reading=self._reading, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._run_scope = anyio.CancelScope()
         self._connect_scope = anyio.CancelScope()
         self._generation = 0
-        self._actions: list[OpenTransport | CloseTransport] = []
         self._closing = False
         self._done = anyio.Event()
-
-    # ------------------------------------------------------------------ public API
-
-    async def send_text(self, text: str) -> None:
-        await self._submit(lambda now: self._core.send_text(text, now=now))
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self._submit(lambda now: self._core.send_bytes(data, now=now))
-
-    async def send_json(self, obj: Any) -> None:
-        await self._submit(lambda now: self._core.send_json(obj, now=now))
-
-    async def send(self, type: str, data: Any = None) -> None:
-        """Send the envelope ``{"type": type, "data": data}`` (queued while disconnected)."""
-        await self._submit(lambda now: self._core.send(type, data, now=now))
-
-    async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
-        """Send an envelope with a fresh id and wait for the reply (RequestTimeout if none)."""
-        reply = Pending[Envelope]()
-        request = self._core.request
-        await self._submit(
-            lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
-        )
-        return await self._result(reply)
-
-    async def ping(self) -> float:
-        """Ping the server; the round trip in seconds (``ConnectionClosed`` if it drops)."""
-        pong = self._start_ping(Pending[float]())
-        self._after_call()
-        await self._flush()
-        return await self._result(pong)
-
-    async def wait_for(
-        self, predicate: Callable[[ClientEvent], bool], timeout: float | None = None
-    ) -> ClientEvent:
-        """The first lifecycle event, already seen or still to come, matching ``predicate``."""
-        with anyio.fail_after(timeout):
-            event: ClientEvent = await self._until(lambda: self._match(predicate, 0)[0])
-            return event
-
-    async def reconnect(self) -> None:
-        """Connect again now (after ``GaveUp``, or to cut a backoff wait short)."""
-        self._core.reconnect(_now())
-        self._after_call()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2) and wait until the transport is gone."""
@@ -276,34 +228,6 @@ class Client(_Driven, ClientDriver):
             await self._done.wait()
         finally:  # cancelled while closing: the background task ends at once
             self._run_scope.cancel()
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    # ------------------------------------------------------------------ driver
-
-    def _data_to_send(self) -> bytes:
-        return self._core.data_to_send()
-
-    async def _submit(self, call: Callable[[float], object], ready: bool = False) -> None:
-        """Run an application call on the core once the writer keeps up; write its bytes."""
-        await self._until(lambda: ready or not self._core.writing_paused)
-        try:
-            call(_now())
-        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
-            self._after_call()
-        await self._flush()
-
-    def _after_call(self, *, driver: bool = False) -> None:
-        """Collect actions and dispatch events after any core call; wake the driver."""
-        self._actions.extend(self._core.actions())
-        self._dispatch_events()
-        deadline = self._core.next_deadline()
-        if not driver and (self._actions or (deadline or math.inf) < self._wait_deadline):
-            self._poke()
 
     def _call(self, handler: Handler, argument: Any) -> None:
         """The driver's ``run`` hook: an async handler runs as a task of the client."""
@@ -317,7 +241,7 @@ class Client(_Driven, ClientDriver):
             with self._run_scope:
                 async with anyio.create_task_group() as self._tg:
                     self._core.start(_now())
-                    await self._drive(self._core)
+                    await self._drive()
                     self._tg.cancel_scope.cancel()  # async handlers end with the client
         except Exception:
             log.exception("zenws client driver failed")
@@ -328,20 +252,14 @@ class Client(_Driven, ClientDriver):
             self._done.set()
             self._wake()
 
-    async def _service(self) -> bool:
-        """Drain the core, perform its transport actions; ``False`` once closed for good."""
-        while not (self._closing and self._core.state is ClientState.CLOSED):
-            self._poked = False
-            self._after_call(driver=True)
-            await self._flush(wait=False)
-            if not self._actions:
-                return True
-            action = self._actions.pop(0)
-            if isinstance(action, OpenTransport):
-                await self._open(action)
-            elif action.generation == self._generation:
-                await self._drop_stream(graceful=True)
-        return False
+    def _ended(self) -> bool:
+        return self._closing and self._core.state is ClientState.CLOSED
+
+    async def _perform(self, action: OpenTransport | CloseTransport) -> None:
+        if isinstance(action, OpenTransport):
+            await self._open(action)
+        elif action.generation == self._generation:
+            await self._drop_stream(graceful=True)
 
     async def _lost(self, error: BaseException, now: float) -> None:
         if isinstance(error, anyio.EndOfStream):
@@ -362,6 +280,7 @@ class Client(_Driven, ClientDriver):
             self._core.data_to_send()  # bytes for the stream just closed: nowhere to go
 
     async def _open(self, action: OpenTransport) -> None:
+        """Connect for the core (``connection_made``/``connection_failed``); ``close`` cancels."""
         with anyio.CancelScope() as self._connect_scope:
             if self._closing:
                 self._connect_scope.cancel()
@@ -373,15 +292,13 @@ class Client(_Driven, ClientDriver):
                 kinds = classify_os_error(root)
                 self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
                 return
-        if self._connect_scope.cancelled_caught:
-            return
-        if self._core.state is not ClientState.CONNECTING:
-            await anyio.aclose_forcefully(stream)
-            return
-        self._stream, self._generation = stream, action.generation
-        self._core.connection_made(_now())
-        if leftover:
-            self._core.receive_data(leftover, _now())
+            if self._core.state is not ClientState.CONNECTING:
+                await anyio.aclose_forcefully(stream)
+                return
+            self._stream, self._generation = stream, action.generation
+            self._core.connection_made(_now())
+            if leftover:
+                self._core.receive_data(leftover, _now())
 
     async def _connect(self, action: OpenTransport) -> tuple[anyio.abc.ByteStream, bytes]:
         """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
@@ -435,15 +352,7 @@ def connect(
         client = Client(core, ssl, proxy)
         spawn(client._run)
         if wait_open:
-            try:
-                with anyio.fail_after(open_timeout):
-                    await client._result(client._open_waiter(Pending[None]()))
-            except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    await client.close()
-                if isinstance(exc, TimeoutError):
-                    raise client._open_timed_out(open_timeout) from None
-                raise
+            await client._wait_open(open_timeout)
         return client
 
     return _Starter(start)
@@ -452,56 +361,26 @@ def connect(
 # =========================================================================== server
 
 
-class ServerWebSocket(_Driven, SessionDriver):
+class ServerWebSocket(_Driven, AsyncSession):
     """One opened WebSocket connection of a ``Server``, given to the handler."""
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
-        self._init_stream(stream)
         session = server.hub.session(_now())
+        self._init_stream(session, stream)
         opened, reading = self._opened, self._reading
         super().__init__(session, clock=_now, wake=self._wake, opened=opened, reading=reading)
         self._server = server
         self.remote_address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
 
-    async def send(self, message: str | bytes) -> None:
-        """Send a text (``str``) or binary message; waits while the peer is behind."""
-        await self._until(lambda: not self._session.writing_paused)
-        self._send_message(message)
-        await self._flush()
-
-    async def send_text(self, text: str) -> None:
-        await self.send(str(text))
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.send(bytes(data))
-
-    async def send_json(self, obj: Any) -> None:
-        await self.send(encode_json(obj))
-
-    async def ping(self) -> float:
-        """Ping the client; the round trip in seconds."""
-        pong = self._start_ping(Pending[float]())
-        await self._flush()
-        return await self._result(pong)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake (RFC 6455 section 7.1.2) and wait for its end."""
-        self._start_close(code, reason)
-        await self._flush()
-        self._poke()
-        await self._until(lambda: self.closed)
-
-    def _data_to_send(self) -> bytes:
-        return self._session.data_to_send()
-
     async def _serve(self) -> None:
         """The connection's task: read, feed the session, run the handler once open."""
         session, server, stream = self._session, self._server, self._stream
-        assert stream is not None
         server._sockets.add(self)
         try:
             async with anyio.create_task_group() as self._tg:
-                await self._drive(session)
+                await self._drive()
+                with anyio.move_on_after(server.hub.config.connection.close_timeout):
+                    await self._flush()  # the last bytes (a close frame, an HTTP answer)
                 self._stream = None
                 await anyio.aclose_forcefully(stream)
                 session.receive_eof(_now())  # the final Closed if it did not come yet
@@ -512,19 +391,9 @@ class ServerWebSocket(_Driven, SessionDriver):
         finally:  # also when shutdown() cancels a connection that outlived its deadline
             server._sockets.discard(self)
             await anyio.aclose_forcefully(stream)
-            server._changed.set()
-            server._changed = anyio.Event()
 
-    async def _service(self) -> bool:
-        """Drain the session; ``False`` once its transport should close (after a last write)."""
-        self._poked = False
-        self._dispatch_events()
-        await self._flush(wait=False)
-        if not self._session.should_close_transport:
-            return True
-        with anyio.move_on_after(self._server.hub.config.connection.close_timeout):
-            await self._flush()
-        return False
+    def _ended(self) -> bool:
+        return self._session.should_close_transport
 
     async def _lost(self, error: BaseException, now: float) -> None:
         self._session.receive_eof(now)
@@ -540,12 +409,10 @@ class ServerWebSocket(_Driven, SessionDriver):
                 await result
         except Exception as exc:
             error = exc
-        self._handler_done(error)
-        await self._flush()
-        self._poke()
+        await self._submit(lambda now: self._handler_done(error), ready=True)
 
 
-class Server(ServerDriver):
+class Server(AsyncServer):
     """An embedded WebSocket server (GET /health and /status on the same port)."""
 
     def __init__(
@@ -566,7 +433,6 @@ class Server(ServerDriver):
         self._sockets: set[ServerWebSocket] = set()
         self._accepting = anyio.CancelScope()
         self._connections = anyio.CancelScope()
-        self._changed = anyio.Event()
         self._done = anyio.Event()
 
     async def serve_forever(self) -> None:
@@ -578,27 +444,19 @@ class Server(ServerDriver):
         limit = self._begin_shutdown(self._sockets, timeout)
         for ws in self._sockets:
             ws._poke()
-        with anyio.move_on_after(limit):
-            while self._sockets:
-                await self._changed.wait()
+        with anyio.move_on_after(limit):  # the connections end, or are cancelled
+            await self._done.wait()
         self._connections.cancel()
         await self._done.wait()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.shutdown()
 
     async def _run(self) -> None:
         try:
             with self._connections:
-                async with anyio.create_task_group() as tg:
-                    try:
-                        with self._accepting:
-                            await self._listener.serve(
-                                lambda s: ServerWebSocket(self, s)._serve(), tg
-                            )
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await self._listener.aclose()
+                # the listener closes when accepting stops (even if cancelled), before the
+                # task group waits for the connections
+                async with anyio.create_task_group() as tg, self._listener:
+                    with self._accepting:
+                        await self._listener.serve(lambda s: ServerWebSocket(self, s)._serve(), tg)
         except Exception:
             log.exception("zenws server stopped accepting")
         finally:
@@ -636,32 +494,26 @@ class _Starter(Opening[R]):
     def __init__(self, start: Callable[[_Spawn], Coroutine[Any, Any, R]]) -> None:
         super().__init__(lambda: start(_spawn))
         self._start_in = start
-        self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> R:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
-            started = self._object = await self._start_in(self._tg.start_soon)
+            self._object = await self._start_in(self._tg.start_soon)
         except BaseException:
-            await _exit_group(self._tg)
+            await self.__aexit__()
             raise
-        return started
+        return self._object  # type: ignore[no-any-return]
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Close, then leave the task group; a lone error comes out as itself, not as a group."""
         try:
             await super().__aexit__(*exc_info)
         finally:
-            assert self._tg is not None
-            await _exit_group(self._tg)
-
-
-async def _exit_group(tg: anyio.abc.TaskGroup) -> None:
-    """Leave an internal task group; a lone error comes out as itself, not as a group."""
-    try:
-        await tg.__aexit__(None, None, None)
-    except BaseExceptionGroup as group:
-        inner: BaseException = group
-        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-            inner = inner.exceptions[0]
-        raise inner from None
+            try:
+                await self._tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as group:
+                inner: BaseException = group
+                while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+                    inner = inner.exceptions[0]
+                raise inner from None
