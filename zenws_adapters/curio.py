@@ -47,43 +47,6 @@ def _nodelay(sock: Any) -> None:
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
 
 
-async def _tcp(host: str, port: int) -> Any:
-    """Connect to each address ``host`` resolves to, in turn (IPv6 literals included).
-
-    Unlike ``curio.socket.create_connection`` it closes its socket when cancelled.
-    """
-    error = OSError(f"{host} resolves to no address")
-    for family, kind, proto, _, address in await curio.socket.getaddrinfo(
-        host, port, type=_socket.SOCK_STREAM
-    ):
-        sock = curio.socket.socket(family, kind, proto)
-        try:
-            await sock.connect(address)
-        except BaseException as exc:
-            await sock.close()
-            if not isinstance(exc, OSError):
-                raise
-            error = exc
-        else:
-            _nodelay(sock)
-            return sock
-    raise error
-
-
-async def _wrap_tls(sock: Any, context: _ssl.SSLContext, hostname: str | None, **kw: Any) -> Any:
-    """TLS over ``sock`` (``curio.ssl.wrap_socket`` calls ``ssl.wrap_socket``, gone in 3.12)."""
-    raw = context.wrap_socket(
-        sock._socket, server_hostname=hostname, do_handshake_on_connect=False, **kw
-    )
-    tls = Socket(raw)
-    try:
-        await tls.do_handshake()
-    except BaseException:
-        await tls.close()
-        raise
-    return tls
-
-
 class _Transport:
     """One socket: a reader task feeding the owner, a writer task draining it, and a closer.
 
@@ -101,8 +64,37 @@ class _Transport:
         self.closing = False
         self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
+    async def connect(self, host: str, port: int) -> None:
+        """TCP to each address ``host`` resolves to, in turn (IPv6 literals included).
+
+        ``sock`` is set before ``connect``, so closing the transport covers a cancelled attempt
+        (``curio.socket.create_connection`` leaves that socket open).
+        """
+        error = OSError(f"{host} resolves to no address")
+        for family, kind, proto, _, address in await curio.socket.getaddrinfo(
+            host, port, type=_socket.SOCK_STREAM
+        ):
+            self.sock = curio.socket.socket(family, kind, proto)
+            try:
+                await self.sock.connect(address)
+                return
+            except OSError as exc:
+                await self.sock.close()
+                error = exc
+        raise error
+
+    async def start_tls(self, context: _ssl.SSLContext, hostname: str | None, **kw: Any) -> None:
+        """TLS over ``sock`` (``curio.ssl.wrap_socket`` calls ``ssl.wrap_socket``, gone in 3.12).
+
+        The TLS socket replaces ``sock`` before the handshake, so closing the transport covers it.
+        """
+        kw.update(server_hostname=hostname, do_handshake_on_connect=False)
+        self.sock = Socket(context.wrap_socket(self.sock._socket, **kw))
+        await self.sock.do_handshake()
+
     async def run(self) -> None:
         """The reader task, once ``sock`` is up: start the writer, read until the end."""
+        _nodelay(self.sock)
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
             while self.owner._reading_paused and not self.closing:  # backpressure: inbox full
@@ -173,11 +165,14 @@ class _Curio:
     _drive: Callable[[], Awaitable[None]]
     _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
 
-    def _setup(self, io: ReconnectingClient[Handler] | ServerSession) -> None:
+    def __init__(self, io: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
+        hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
+        super().__init__(io, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._io = io
-        self._changed = curio.Event()  # pulsed after the driver reported a change
+        # _changed is pulsed after the driver reported a change; _alarm wakes the timer task
+        # when the deadline moved earlier than the one it sleeps until.
+        self._changed, self._alarm = curio.Event(), curio.Event()
         self._woken = False
-        self._alarm = curio.Event()  # wakes the timer task when the deadline moved earlier
         self._sleeping_until: float | None = None
 
     def _wake(self, *_paused: bool) -> None:
@@ -229,11 +224,10 @@ class _Curio:
             self._sleeping_until = deadline = self._io.next_deadline()
             if deadline is None:
                 await self._alarm.wait()
-            elif deadline > monotonic():
-                await curio.ignore_after(deadline - monotonic(), self._alarm.wait())
+            else:
+                await curio.ignore_after(max(deadline - monotonic(), 0), self._alarm.wait())
             self._sleeping_until = None
-            deadline = self._io.next_deadline()
-            if deadline is not None and monotonic() >= deadline:
+            if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
 
@@ -247,8 +241,7 @@ class Client(_Curio, AsyncClient):
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        super().__init__(core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._call)
-        self._setup(core)
+        super().__init__(core, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._transport = None
         self._last: _Transport | None = None  # the transport dropped last (close waits for it)
@@ -274,7 +267,8 @@ class Client(_Curio, AsyncClient):
                 t = self._transport = _Transport(self, action.generation)
                 t.reader = await curio.spawn(self._open, t, action, daemon=True)
             elif t is not None and t.generation == action.generation:  # CloseTransport
-                await self._drop(t, self._core.data_to_send())
+                self._transport, self._last = None, t
+                await t.shut(self._core.data_to_send())
         self._dispatch_events()
         if self._backlog and (self._runner is None or self._runner.terminated):
             self._runner = await curio.spawn(self._run_backlog, daemon=True)
@@ -286,7 +280,7 @@ class Client(_Curio, AsyncClient):
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
             end = proxy or action  # TCP to the proxy, or straight to the server
-            t.sock = await _tcp(end.host, end.port)
+            await t.connect(end.host, end.port)
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 await t.sock.sendall(tunnel.request())
@@ -294,7 +288,7 @@ class Client(_Curio, AsyncClient):
                     pass
             if action.tls is not None:
                 context = self._ssl or client_ssl_context(action.tls)
-                t.sock = await _wrap_tls(t.sock, context, action.server_hostname)
+                await t.start_tls(context, action.server_hostname)
         except Exception as exc:  # refused, DNS, TLS, proxy: the core decides what follows
             await t.abort()
             if self._transport is t:
@@ -321,12 +315,9 @@ class Client(_Curio, AsyncClient):
         else:  # EOF (no error) or error: the core considers the transport gone
             error = None if isinstance(data, bytes) else str(data) or type(data).__name__
             self._core.connection_lost(error, monotonic())
-            await self._drop(t)
+            self._transport, self._last = None, t
+            await t.shut()
         await self._drive()
-
-    async def _drop(self, t: _Transport, final: bytes = b"") -> None:
-        self._transport, self._last = None, t
-        await t.shut(final)
 
     def _call(self, handler: Handler, argument: Any) -> None:
         """Call user code; coroutines wait in order for the runner task ``_drive`` starts."""
@@ -379,81 +370,66 @@ class ServerWebSocket(_Curio, AsyncSession):
     _transport: _Transport
 
     def __init__(self, server: Server, remote_address: Any) -> None:
-        session = server.hub.session(monotonic())
-        super().__init__(
-            session, clock=monotonic, wake=self._wake, opened=self._opened, reading=self._wake
-        )
-        self._setup(session)
-        self._server = server
+        super().__init__(server.hub.session(monotonic()), opened=self._opened)
+        self._server, self.remote_address = server, remote_address
         self._transport = _Transport(self)
-        self._start_handler = False
-        self._handler_task: Any = None
-        self.remote_address = remote_address
+        self._open = False
 
     def _opened(self) -> None:
-        self._start_handler = True
+        self._open = True
 
     async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
+        """Bytes in; EOF, an error or the transport's end: the session ends (``Closed``)."""
         if isinstance(data, bytes) and data:
             self._session.receive_data(data, monotonic())
         else:
             self._session.receive_eof(monotonic())
+            self._dispatch_events()  # the final ``Closed`` (its code) before the safety net
+            self._mark_closed()
         await self._drive()
 
     async def _drive(self) -> None:
-        """After any input: events, the handler's start, the transport's end; ``_settled``."""
+        """After any input: events, then the transport's end once the session asks; ``_settled``."""
         self._dispatch_events()
-        if self._start_handler:
-            self._start_handler = False
-            self._handler_task = await curio.spawn(self._run_handler, daemon=True)
         if self._session.should_close_transport:
             await self._transport.shut(self._session.data_to_send())
         await self._settled()
-
-    async def _run_handler(self) -> None:
-        error = None
-        try:
-            await self._server._handler(self)
-        except Exception as exc:
-            error = exc
-        self._handler_done(error)
-        await self._drive()
 
     async def _read(self) -> None:
         """The reader task: the TLS handshake (bounded by the session's deadline), then read."""
         t, context = self._transport, self._server.ssl
         try:
             if context is not None:
-                t.sock = await _wrap_tls(t.sock, context, None, server_side=True)
+                await t.start_tls(context, None, server_side=True)
         except OSError as exc:
             log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
-            await t.abort()
+            await self._feed(t, b"")  # the session fails, the transport closes
             return
         await t.run()
 
-    async def _ended(self) -> None:
-        """The transport is gone: the session ends (``Closed``) if it did not already."""
-        self._session.receive_eof(monotonic())
-        self._mark_closed()
-        await self._drive()
-
     async def _serve(self, sock: Any) -> None:
-        """The connection task: reader and timer, then wait for the handler to return."""
+        """The connection task: start the reader and timer, run the handler once open, end.
+
+        Shutdown cancels this task (and so the handler) when it outlives its deadline.
+        """
         t = self._transport
         t.sock = sock
         timer = await curio.spawn(self._tick, daemon=True)
+        t.reader = await curio.spawn(self._read, daemon=True)
         try:
-            t.reader = await curio.spawn(self._read, daemon=True)
+            await self._until(lambda: self._open or self.closed or None)
+            if self._open:
+                error = None
+                try:
+                    await self._server._handler(self)
+                except Exception as exc:
+                    error = exc
+                await self._submit(lambda now: self._handler_done(error))
             await t.done.wait()
-            await self._ended()
-            if self._handler_task is not None:
-                await self._handler_task.wait()
-        finally:  # also when shutdown cancels a connection that outlived its deadline
-            for task in (timer, self._handler_task):
-                if task is not None:
-                    await task.cancel()
+        finally:
+            await timer.cancel()
             await t.abort()
-            await self._ended()
+            await self._feed(t, b"")
             del self._server._connections[self]
 
 
@@ -497,7 +473,6 @@ class Server(AsyncServer):
     async def _accept(self) -> None:
         while True:
             sock, address = await self._sock.accept()
-            _nodelay(sock)
             ws = ServerWebSocket(self, address)
             self._connections[ws] = await curio.spawn(ws._serve, sock, daemon=True)
 
