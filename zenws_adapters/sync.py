@@ -18,7 +18,6 @@ import ssl as _ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -37,10 +36,9 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
 #: Bytes read per wake-up before timers get their turn (fairness, not a limit).
 _READ_BUDGET = 4 * 1024 * 1024
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+#: A fresh poll set per wait costs no system call and shares nothing between threads.
+_Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
+_Core = ReconnectingClient[Handler] | ServerSession
 
 
 class _Channel:
@@ -48,33 +46,27 @@ class _Channel:
 
     ``lock`` guards socket and core; it is released while a thread waits in ``select``, so
     one thread can ``recv`` while others send.  A sender writes to the wake socket so that
-    waiting threads look at the core's deadline and the write interest again.
+    waiting threads look at the core's deadline and the write interest again.  The client
+    and a server connection differ only in their core and in ``_act`` and ``_ended``.
     """
 
     _inbox: deque[str | bytes]  # the driver's (ClientDriver / SessionDriver)
     _reading_paused: bool
     _dispatch_events: Callable[[], bool]
-    #: Read even with a full inbox: the close frame must get through (server shutdown/close).
+    #: The core learns of EOF (``error`` None) or a transport error.
+    _ended: Callable[[str | None, float], None]
+    #: Read even with a full inbox: the close frame must get through (server close/shutdown).
     _closing = False
 
-    def __init__(
-        self,
-        lock: threading.RLock,
-        conn: ReconnectingClient[Handler] | ServerSession,
-        ended: Callable[[str | None, float], None],
-    ) -> None:
-        self._lock = lock
-        self._conn = conn
-        self._ended = ended  # EOF (error None) or transport error, told to the core
+    def __init__(self, lock: threading.RLock, conn: _Core) -> None:
+        self._lock, self._conn = lock, conn
         self._sock: socket.socket | None = None
         self._out = bytearray()
         self._calls: list[Callable[[], object]] = []  # user code, run outside the lock
         self._waiters = 0
-        self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
-        for end in (self._wake_r, self._wake_w):
-            end.setblocking(False)
-        self._selector.register(self._wake_r, _READ)
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
 
     def _act(self) -> bool:
         """Perform what the core asks of the transport; whether it asked anything."""
@@ -92,8 +84,8 @@ class _Channel:
             if not self._dispatch_events() and not acted:
                 return
 
-    def _wake(self) -> None:
-        """Make threads waiting in ``select`` look at the core again."""
+    def _wake(self, *_: object) -> None:
+        """Make threads waiting in ``select`` look at the core again (also the reading hook)."""
         if self._waiters:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
@@ -128,21 +120,18 @@ class _Channel:
             if deadline is not None:
                 until = max(0.0, deadline - now)
                 wait = until if wait is None else min(wait, until)
-            mask = 0
+            selector, mask = _Selector(), 0
+            if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
+                selector.register(self._wake_r, _READ)
             if sock is not None:
                 mask = (_READ if self._may_read() else 0) | (_WRITE if self._out else 0)
                 if mask & _READ and isinstance(sock, _ssl.SSLSocket) and sock.pending():
                     wait = 0.0  # decrypted bytes wait in the TLS layer, not in the kernel
-                self._watch(sock, mask)
-            released = self._wake_r.fileno() < 0
+                if mask:
+                    selector.register(sock, mask)
             self._waiters += 1
         try:
-            if released:  # closed for good: nothing left to drive, only time passes
-                threading.Event().wait(wait)
-                return
-            ready = sum(
-                events for key, events in self._selector.select(wait) if key.fileobj is sock
-            )
+            ready = sum(events for key, events in selector.select(wait) if key.fileobj is sock)
         finally:
             with self._lock:
                 self._waiters -= 1
@@ -167,27 +156,18 @@ class _Channel:
     def _may_read(self) -> bool:
         return not self._reading_paused or self._closing
 
-    def _watch(self, sock: socket.socket, mask: int) -> None:
-        """Register ``sock`` in the channel's selector for ``mask`` (0: not at all)."""
-        key = self._selector.get_map().get(sock)
-        if key is None and mask:
-            self._selector.register(sock, mask)
-        elif key is not None and not mask:
-            self._selector.unregister(sock)
-        elif key is not None and key.events != mask:
-            self._selector.modify(sock, mask)
-
     def _read(self, sock: socket.socket, now: float) -> None:
         budget = _READ_BUDGET
         while budget > 0 and sock is self._sock and self._may_read():
             try:
-                data, error = sock.recv(256 * 1024), None
+                data = sock.recv(256 * 1024)
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
-                data, error = b"", _describe(exc)
+                self._lost(exc, now)
+                return
             if not data:
-                self._lost(error, now)
+                self._lost(None, now)
                 return
             budget -= len(data)
             self._conn.receive_data(data, now)
@@ -204,17 +184,16 @@ class _Channel:
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
-                self._lost(_describe(exc), now)
+                self._lost(exc, now)
 
-    def _lost(self, error: str | None, now: float) -> None:
+    def _lost(self, error: BaseException | None, now: float) -> None:
         """EOF (``error`` None) or a transport error: the socket is gone."""
         self._close_socket(flush=False)
-        self._ended(error, now)
+        self._ended(None if error is None else str(error) or type(error).__name__, now)
 
     def _close_socket(self, *, flush: bool) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            self._watch(sock, 0)
             if flush and self._out:  # a last close frame or HTTP answer: bounded blocking write
                 with contextlib.suppress(OSError):
                     sock.settimeout(1.0)
@@ -231,12 +210,11 @@ class _Channel:
 
     def _later(self, handler: Handler, argument: Any) -> None:
         """User code runs outside the lock, in the thread that waits next."""
-        self._calls.append(partial(call_user, handler, argument))
+        self._calls.append(lambda: call_user(handler, argument))
 
     def _release(self) -> None:
-        """Close the selector and the wake socket once no thread waits on them."""
+        """Close the wake socket once no thread waits on it."""
         if not self._waiters:
-            self._selector.close()
             self._wake_r.close()
             self._wake_w.close()
 
@@ -254,16 +232,12 @@ class Client(_Channel, SyncClient):
         ssl: _ssl.SSLContext | None = None,
         proxy: str | None = None,
     ) -> None:
-        _Channel.__init__(self, threading.RLock(), core, core.connection_lost)
+        _Channel.__init__(self, threading.RLock(), core)
         SyncClient.__init__(
-            self,
-            core,
-            clock=monotonic,
-            wake=self._wake,
-            reading=lambda paused: self._wake(),
-            run=self._later,
+            self, core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._later
         )
         self._ssl, self._proxy, self._generation = ssl, proxy, 0
+        self._ended = core.connection_lost
 
     def _act(self) -> bool:
         actions = self._core.actions()
@@ -303,7 +277,8 @@ class Client(_Channel, SyncClient):
                 sock.close()
             if not isinstance(exc, OSError | ValueError):
                 raise
-            self._core.connection_failed(_describe(exc), monotonic(), **classify_os_error(exc))
+            detail = str(exc) or type(exc).__name__
+            self._core.connection_failed(detail, monotonic(), **classify_os_error(exc))
             return
         self._sock = sock
         self._core.connection_made(monotonic())
@@ -358,16 +333,18 @@ class ServerWebSocket(_Channel, SyncSession):
     def __init__(
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
-        _Channel.__init__(self, server._lock, session, lambda error, now: session.receive_eof(now))
+        _Channel.__init__(self, server._lock, session)
+        self._opened = threading.Event()  # the handshake completed: the handler may start
         SyncSession.__init__(
             self,
             session,
             clock=monotonic,
             wake=self._wake,
-            opened=lambda: setattr(self, "_opened", True),
-            reading=lambda paused: self._wake(),
+            opened=self._opened.set,
+            reading=self._wake,
         )
-        self._sock, self.remote_address, self._opened = sock, address, False
+        self._sock, self.remote_address = sock, address
+        self._ended = lambda error, now: session.receive_eof(now)
 
     def _act(self) -> bool:
         if self._session.should_close_transport:
@@ -398,38 +375,36 @@ class Server(ServerDriver):
         ssl: _ssl.SSLContext | None,
     ) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the hub and every connection's core
         self._listener, self._handler, self._ssl, self.config = listener, handler, ssl, config
         self.host, self.port = listener.getsockname()[:2]
         self._conns: set[ServerWebSocket] = set()
         self._threads: set[threading.Thread] = set()
         self._stopped = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._accepter = threading.Thread(target=self._accept_loop, name="zenws-accept")
-        self._accepter.daemon = True
+        self._accepter = threading.Thread(target=self._accept, name="zenws-accept", daemon=True)
         self._accepter.start()
 
-    def _accept_loop(self) -> None:
-        with selectors.DefaultSelector() as selector:
+    def _accept(self) -> None:
+        with _Selector() as selector:
             selector.register(self._listener, _READ)
             selector.register(self._wake_r, _READ)
-            while not self._stopped.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is not self._listener:
-                        return
-                    try:
-                        sock, address = self._listener.accept()
-                    except OSError as exc:  # EMFILE and friends: let connections finish first
-                        log.warning("zenws: accept failed: %s", exc)
-                        self._stopped.wait(0.1)
-                        continue
-                    thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
-                    with self._lock:
-                        self._threads.add(thread)
-                    thread.start()
+            while selector.select() and not self._stopped.is_set():
+                try:
+                    sock, address = self._listener.accept()
+                except BlockingIOError:  # the client left before we got to it
+                    continue
+                except OSError as exc:  # EMFILE and friends: let connections finish first
+                    log.warning("zenws: accept failed: %s", exc)
+                    self._stopped.wait(0.1)
+                    continue
+                thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
+                with self._lock:
+                    self._threads.add(thread)
+                thread.start()
 
     def _run(self, sock: socket.socket, address: Any) -> None:
-        """One connection: TLS, handshake (the core decides), ``handler(ws)``, close."""
+        """One connection: TLS, the handshake (the core decides), ``handler(ws)``, close."""
         ws = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -440,8 +415,8 @@ class Server(ServerDriver):
             with self._lock:
                 ws = ServerWebSocket(self, sock, address, self.hub.session(monotonic()))
                 self._conns.add(ws)
-            ws._until(lambda: True if ws._opened or ws._sock is None else None, None)
-            if ws._opened:
+            ws._until(lambda: True if ws._opened.is_set() or ws._sock is None else None, None)
+            if ws._opened.is_set():
                 error = None
                 try:
                     self._handler(ws)
@@ -480,7 +455,7 @@ class Server(ServerDriver):
             ws._until(ws._gone, end - monotonic())
             with self._lock:
                 if ws._sock is not None:  # the deadline passed: drop it without a handshake
-                    ws._lost("server shutdown deadline", monotonic())
+                    ws._lost(TimeoutError("server shutdown deadline"), monotonic())
                     ws._process(monotonic())
         with self._lock:
             threads = list(self._threads)
