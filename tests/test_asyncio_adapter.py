@@ -130,7 +130,7 @@ def test_client_send_waits_while_the_transport_is_paused() -> None:
                     sent += 1
 
             task = asyncio.create_task(sender())
-            await until(lambda: not client._writable.is_set())
+            await until(lambda: client._paused)
             assert sent < 120  # the sender is held back by pause_writing
             release.set()
             await task

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "zenws_adapters"
-#: The files of each adapter (the asyncio adapter is split into client and server).
+#: The files of each adapter.
 ADAPTERS = {
     "sync": ["sync.py"],
-    "asyncio": ["asyncio.py", "_asyncio_client.py", "_asyncio_server.py"],
+    "asyncio": ["asyncio.py"],
     "anyio (Trio)": ["anyio.py"],
     "curio": ["curio.py"],
 }

@@ -1,17 +1,26 @@
 """The asyncio adapter: ``await connect(url)`` or ``async with connect(url)``; ``await serve(...)``.
 
-Built on ``asyncio.Protocol`` (no streams, no task per message); runs under uvloop
-unchanged.  ``run(main)`` runs a coroutine on uvloop when it is installed.
+Built on ``asyncio.Protocol`` (no streams, no task per message); runs under uvloop unchanged
+(its transports are not ``asyncio.Transport`` subclasses, and nothing here checks).  The
+adapter moves bytes, keeps one timer at the core's next deadline and calls user code; the
+public API is ``_api``'s, dispatch and waiters are ``_driver``'s, and reconnects, heartbeats,
+queueing and timeouts the core's.  ``run(main)`` runs a coroutine on uvloop when installed.
 """
 
 from __future__ import annotations
 
-import asyncio as _asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import asyncio
+import ssl as _ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from time import monotonic
+from typing import Any, TypeVar, cast
 
-from ._asyncio_client import Client, Connector, connect
-from ._asyncio_server import Server, ServerWebSocket, serve
+from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
+
+from ._api import AsyncClient, AsyncServer, AsyncSession
+from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
+from ._driver import Handler, Opening, build_core, call_user, log, server_config
 from ._errors import ClientClosedError, ConnectError, ConnectionClosed, QueueFull, RequestTimeout
 
 __all__ = [
@@ -30,15 +39,452 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Connector = Opening
+"""What ``connect`` returns: ``await`` it for a ``Client``, or ``async with`` it."""
+
+
+class _Conn:
+    """The transport half shared by the client and a server connection.
+
+    ``_sans`` is the sans-IO object (``ReconnectingClient`` or ``ServerSession``).  After
+    every input ``_drive`` writes its bytes, performs the transport actions (``_act``),
+    dispatches its events and keeps one timer at its next deadline.  Tasks waiting for
+    "something changed" each await a future of their own, all set by ``_wake``.  The clock is
+    ``time.monotonic`` on purpose: uvloop's ``loop.time()`` ticks in milliseconds, too coarse
+    for round-trip figures.
+    """
+
+    _take: Callable[[], str | bytes | None]
+    _dispatch_events: Callable[[], bool]
+    _act: Callable[[], None]
+
+    def _setup(self, sans: ReconnectingClient[Handler] | ServerSession) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sans = sans
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._paused = False  # the transport asked us to stop writing (pause_writing)
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _input(self, data: bytes) -> None:
+        self._sans.receive_data(data, monotonic())
+        self._drive()
+
+    def _eof(self) -> None:
+        self._sans.receive_eof(monotonic())
+        self._drive()
+
+    def _writing(self, paused: bool) -> None:
+        self._paused = paused
+        if not paused:
+            self._wake()
+
+    def _pause(self, paused: bool) -> None:
+        """The inbox filled up (stop reading the transport) or drained to half."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            (transport.pause_reading if paused else transport.resume_reading)()
+
+    def _drive(self) -> None:
+        """Drain the core after any input: bytes, transport actions, events; re-arm the timer."""
+        data = self._sans.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+        self._act()
+        self._dispatch_events()
+        deadline = self._sans.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = (
+                None
+                if deadline is None
+                else self._loop.call_later(max(0.0, deadline - monotonic()), self._tick)
+            )
+
+    def _tick(self) -> None:
+        self._timer = self._timer_at = None
+        self._sans.handle_timer(monotonic())
+        self._drive()
+
+    def _change(self) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _wake(self) -> None:
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _until(self, take: Callable[[], T | None]) -> T:
+        while (value := take()) is None:
+            await self._change()
+        return value
+
+    async def _within(self, timeout: float | None, awaitable: Awaitable[T]) -> T:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+    async def _submit(self, call: Callable[[float], T]) -> T:
+        while self._paused:  # backpressure: wait until the transport drained
+            await self._change()
+        try:
+            return call(monotonic())
+        finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            self._drive()
+
+    async def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next message nothing else consumed; ``TimeoutError`` after ``timeout``.
+
+        ``ConnectionClosed`` once closed for good.  A waiting message is returned without
+        creating a future (``_until`` inlined: this is the hot path).
+        """
+        if timeout is not None:
+            return await self._within(timeout, self.recv())
+        while (message := self._take()) is None:
+            await self._change()
+        return message
+
+
+# =========================================================================== client
+
+
+class _Protocol(asyncio.Protocol):
+    """Byte mover for one transport generation of a client; runs the HTTP CONNECT exchange."""
+
+    def __init__(self, client: Client, generation: int) -> None:
+        self.client, self.generation = client, generation
+        self.tunnel: ConnectTunnel | None = None
+        self.tunnelled: asyncio.Future[bytes] = client._loop.create_future()
+
+    def _current(self) -> bool:
+        return self.generation == self.client._generation and self.client._transport is not None
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is None:
+            if self._current():
+                self.client._input(data)
+            return
+        try:
+            rest = self.tunnel.receive(data)
+        except ProxyError as exc:
+            self.tunnel, rest = None, None
+            self.tunnelled.set_exception(exc)
+        if rest is not None:
+            self.tunnel = None
+            self.tunnelled.set_result(rest)
+
+    def eof_received(self) -> None:
+        if self._current():
+            self.client._eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.tunnel is not None and not self.tunnelled.done():
+            self.tunnelled.set_exception(exc or ProxyError("proxy closed the connection"))
+        if self._current():
+            self.client._lost(exc)
+
+    def pause_writing(self) -> None:
+        self.client._writing(True)
+
+    def resume_writing(self) -> None:
+        self.client._writing(False)
+
+
+class Client(_Conn, AsyncClient):
+    """A resilient WebSocket client on asyncio; see ``connect``."""
+
+    def __init__(
+        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
+    ) -> None:
+        self._setup(core)
+        super().__init__(
+            core, clock=monotonic, wake=self._wake, reading=self._pause, run=self._call
+        )
+        self._ssl, self._proxy = ssl, proxy
+        self._generation = 0
+        self._opening: dict[int, asyncio.Task[None]] = {}
+        self._backlog: deque[Awaitable[Any]] = deque()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close for good (no reconnection) and wait until the transport is gone."""
+        self._core.close(code, reason, now=monotonic())
+        self._drive()
+        await self._until(lambda: True if self._closed else None)
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    def _lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._writing(False)
+        self._core.connection_lost(str(exc) if exc else None, monotonic())
+        self._drive()
+
+    def _act(self) -> None:
+        """``OpenTransport`` starts a connect task; ``CloseTransport`` ends that generation."""
+        for action in self._core.actions():
+            self._writing(False)  # a new transport, or none: nobody waits for the old one
+            if isinstance(action, OpenTransport):
+                self._generation = action.generation
+                self._opening[action.generation] = self._loop.create_task(self._open(action))
+                continue
+            task = self._opening.pop(action.generation, None)
+            if task is not None:
+                task.cancel()
+            if action.generation == self._generation and self._transport is not None:
+                transport, self._transport = self._transport, None
+                transport.close()
+
+    async def _open(self, action: OpenTransport) -> None:
+        """TCP (through the proxy's CONNECT tunnel if any), then TLS; failures go to the core."""
+        loop, generation = self._loop, action.generation
+        protocol = _Protocol(self, generation)
+        context = None if action.tls is None else self._ssl or client_ssl_context(action.tls)
+        hostname = action.server_hostname if context else None
+        transport: asyncio.Transport | None = None
+        rest = b""
+        try:
+            proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
+            if proxy is None:
+                transport, _ = await loop.create_connection(
+                    lambda: protocol,
+                    action.host,
+                    action.port,
+                    ssl=context,
+                    server_hostname=hostname,
+                )
+            else:
+                protocol.tunnel = ConnectTunnel(proxy, action.host, action.port)
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, proxy.host, proxy.port
+                )
+                transport.write(protocol.tunnel.request())
+                rest = await protocol.tunnelled
+                if context is not None:
+                    tls = await loop.start_tls(
+                        transport, protocol, context, server_hostname=hostname
+                    )
+                    assert tls is not None
+                    transport = tls
+        except BaseException as exc:  # any failure to open is news for the core
+            if transport is not None:
+                transport.abort()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if generation == self._generation:
+                message = str(exc) or type(exc).__name__
+                self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
+                self._drive()
+            return
+        finally:
+            self._opening.pop(generation, None)
+        self._transport = transport
+        if self._reading_paused:  # the inbox is still full from the last connection
+            self._pause(True)
+        self._core.connection_made(monotonic())
+        if rest:
+            self._core.receive_data(rest, monotonic())
+        self._drive()
+
+    def _call(self, handler: Handler, argument: Any) -> None:
+        """Call user code; an async handler is awaited in order by one runner task."""
+        result = call_user(handler, argument)
+        if result is not None:
+            self._backlog.append(result)
+            if self._runner is None or self._runner.done():
+                self._runner = self._loop.create_task(self._run_backlog())
+
+    async def _run_backlog(self) -> None:
+        while self._backlog:
+            try:
+                await self._backlog.popleft()
+            except Exception:
+                log.exception("zenws async handler failed")
+
+
+def connect(
+    url: str,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    proxy: str | None = None,
+    wait_open: bool = True,
+    open_timeout: float | None = None,
+    **options: Any,
+) -> Opening[Client]:
+    """Start a client for ``url``; ``client = await connect(...)`` or ``async with connect(...)``.
+
+    ``options`` are ``ClientConfig`` fields (or ``config=``) and the core's ``rng``,
+    ``delays``, ``mask_source``, ``classifier``, ``id_factory``.  With ``wait_open`` the
+    first connection must open (else ``ConnectError``).
+    """
+    core = build_core(url, options)
+
+    async def start() -> Client:
+        client = Client(core, ssl, proxy)
+        core.start(monotonic())
+        client._drive()
+        if wait_open:
+            await client._wait_open(open_timeout)
+        return client
+
+    return Opening(start)
+
+
+# =========================================================================== server
+
+
+class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
+    """One server-side connection; the handler receives it once the handshake completed."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        session = server.hub.session(monotonic())
+        self._setup(session)
+        super().__init__(
+            session, clock=monotonic, wake=self._wake, opened=self._opened, reading=self._pause
+        )
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary message; waits while the transport is full."""
+        while self._paused:
+            await self._change()
+        self._send_message(message)
+        # sending moves no deadline and makes no event: just write the bytes
+        data = self._session.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 section 7.1.2) and wait until it ends.
+
+        Unlike a send, this does not wait while the peer is behind on reading.
+        """
+        self._start_close(code, reason)
+        self._drive()
+        await self._until(lambda: True if self.closed else None)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.remote_address = transport.get_extra_info("peername")
+        self._server._connections.add(self)
+        self._drive()
+
+    data_received = _Conn._input
+    eof_received = _Conn._eof
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._eof()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server._connections.discard(self)
+        self._writing(False)
+        self._mark_closed()
+
+    def pause_writing(self) -> None:
+        self._writing(True)
+
+    def resume_writing(self) -> None:
+        self._writing(False)
+
+    def _act(self) -> None:
+        if self._session.should_close_transport and self._transport is not None:
+            self._transport.close()
+
+    def _opened(self) -> None:
+        task = self._loop.create_task(self._run_handler())
+        self._server._tasks.add(task)
+        task.add_done_callback(self._server._tasks.discard)
+
+    async def _run_handler(self) -> None:
+        error: Exception | None = None
+        try:
+            await self._server._handler(self)
+        except Exception as exc:
+            error = exc
+        self._handler_done(error)
+        self._drive()
+
+
+class Server(AsyncServer):
+    """A listening zenws server; ``shutdown()`` closes every connection with 1001."""
+
+    def __init__(
+        self,
+        handler: Callable[[ServerWebSocket], Awaitable[None]],
+        config: ServerConfig,
+        ssl: _ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(config, clock=monotonic, secure=ssl is not None)
+        self._loop = asyncio.get_running_loop()
+        self._handler = handler
+        self.ssl = ssl
+        self._connections: set[ServerWebSocket] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+
+    async def serve_forever(self) -> None:
+        """Wait until ``shutdown()`` has finished."""
+        await self._stopped.wait()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop listening, close every connection with 1001, wait, then drop the rest."""
+        if self._listener is None:
+            await self._stopped.wait()
+            return
+        listener, self._listener = self._listener, None
+        listener.close()
+        timeout = self._begin_shutdown(self._connections, timeout)
+        for ws in list(self._connections):
+            ws._drive()
+        pending = [self._loop.create_task(self._gone(ws)) for ws in self._connections]
+        if pending or self._tasks:
+            _, left = await asyncio.wait(pending + list(self._tasks), timeout=timeout)
+            for ws in list(self._connections):
+                if ws._transport is not None:
+                    ws._transport.abort()
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*self._tasks, *left, return_exceptions=True)
+        await listener.wait_closed()
+        self._stopped.set()
+
+    @staticmethod
+    async def _gone(ws: ServerWebSocket) -> None:
+        await ws._until(lambda: True if ws._transport is None else None)
+
+
+async def serve(
+    host: str,
+    port: int,
+    handler: Callable[[ServerWebSocket], Awaitable[None]],
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    config: ServerConfig | None = None,
+    **options: Any,
+) -> Server:
+    """Listen on ``host:port`` (0 picks a port); ``options`` are ``ServerConfig`` fields."""
+    server = Server(handler, server_config(config, options), ssl)
+    server._listener = await server._loop.create_server(
+        lambda: ServerWebSocket(server), host, port, ssl=ssl, reuse_address=True
+    )
+    server.host, server.port = host, int(server._listener.sockets[0].getsockname()[1])
+    return server
 
 
 def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = True) -> T:
     """``asyncio.run(main)``, on uvloop's event loop when it is installed and wanted."""
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(main)
-    return _asyncio.run(main)
+    try:
+        import uvloop
+    except ImportError:
+        use_uvloop = False
+    return uvloop.run(main) if use_uvloop else asyncio.run(main)
