@@ -62,6 +62,7 @@ __all__ = [
     "EVENTS_SEEN_LIMIT",
     "INBOX_LIMIT",
     "ClientDriver",
+    "InOrder",
     "Opening",
     "Pending",
     "ServerDriver",
@@ -148,6 +149,37 @@ def call_user(handler: Callable[[Any], Any], argument: Any) -> Awaitable[Any] | 
 
 def _call_sync(handler: Callable[[Any], Any], argument: Any) -> None:
     call_user(handler, argument)
+
+
+class InOrder:
+    """User code whose awaitable results run one after another, in the order they came.
+
+    An instance is the driver's ``run(handler, argument)`` hook (``call_user`` calls the
+    handler and logs its errors); the adapter runs ``run()`` on one task of its runtime
+    whenever ``pending`` and no such task is active.  A failing awaitable is logged and the
+    next one runs.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[Awaitable[Any]] = deque()
+
+    def __call__(self, handler: Handler, argument: Any) -> None:
+        result = call_user(handler, argument)
+        if result is not None:
+            self._queue.append(result)
+
+    @property
+    def pending(self) -> bool:
+        """Awaitables wait for ``run()``."""
+        return bool(self._queue)
+
+    async def run(self) -> None:
+        """Await what waits, in order, until nothing is left."""
+        while self._queue:
+            try:
+                await self._queue.popleft()
+            except Exception:
+                log.exception("zenws async handler failed")
 
 
 def encode_json(obj: Any) -> str:
