@@ -13,7 +13,7 @@ import dataclasses
 import errno
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -204,6 +204,18 @@ class ConnectTunnel:
             self._conn.send(h11.Request(method="CONNECT", target=self._authority, headers=headers))
             or b""
         )
+
+    async def exchange(
+        self, send: Callable[[bytes], Awaitable[Any]], receive: Callable[[int], Awaitable[bytes]]
+    ) -> bytes:
+        """The whole exchange over a connected stream's ``send(data)`` and ``receive(max)``.
+
+        Returns the bytes that followed the response; ``ProxyError`` as ``receive`` does.
+        """
+        await send(self.request())
+        while (rest := self.receive(await receive(64 * 1024))) is None:
+            pass
+        return rest
 
     def receive(self, data: bytes) -> bytes | None:
         if not data:
