@@ -343,6 +343,21 @@ def test_transport_death_reports_unconfirmed_messages_as_possibly_lost() -> None
     assert client.stats(0.3).possibly_lost == 2
 
 
+def test_binary_and_text_go_straight_out_while_open() -> None:
+    client = make_client()
+    wire = Wire(client)
+    client.start(0.0)
+    wire.drain()
+    wire.accept(0.0)
+    assert client.next_deadline() is None  # no heartbeat, nothing queued, nothing pending
+    assert client.send_bytes(b"\x00\xff", now=0.1) == 0
+    assert client.send_text("t", now=0.1) == 1
+    assert len(client.queue) == 0
+    wire.shuttle(0.1)
+    assert wire.server_messages == [b"\x00\xff", "t"]
+    assert client.stats(0.1).messages_out == 2
+
+
 def test_possibly_lost_reports_direct_and_queued_messages_with_their_record() -> None:
     client = make_client(delays=[1.0])
     wire = Wire(client)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from wsproto.frame_protocol import FrameDecoder, ParseFailed
 
 from tests.test_protocol_helpers import masked, open_pair
 from zenws_core import _mask
+from zenws_core._config import ConnectionConfig
 from zenws_core._events import MessageReceived
 from zenws_core._frames import Framer, _FrameDecoder, mask
 from zenws_core._mask import (
@@ -32,6 +34,7 @@ from zenws_core._mask import (
     use_speedups,
     using_speedups,
 )
+from zenws_core._protocol import ConnectionState, ConnectionStats, _Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLEMENTATIONS = ["c", "python"]
@@ -300,6 +303,79 @@ def test_echo_through_client_and_server(
             server.send_bytes(event.data)
     client.receive_data(server.data_to_send(), 0.0)
     assert client.events() == [MessageReceived(m) for m in messages]
+
+
+def feed_connection(
+    role: str, max_size: int | None, stream: bytes, cuts: list[int]
+) -> tuple[list[Any], bytes, ConnectionState, ConnectionStats]:
+    """Open a connection of ``role``, feed it ``stream`` split at ``cuts``; what came out."""
+    config = ConnectionConfig(max_message_size=max_size)
+    client, server = open_pair(config, config)
+    conn = client if role == "client" else server
+    conn.events()
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    events: list[Any] = []
+    out = b""
+    for start, end in itertools.pairwise(bounds):
+        conn.receive_data(stream[start:end], 1.0)
+        events += conn.events()
+        out += conn.data_to_send()
+    conn.handle_timer(1.0)  # a deferred failure happens here
+    events += conn.events()
+    out += conn.data_to_send()
+    return events, out, conn.state, conn.stats()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    role=st.sampled_from(["client", "server"]),
+    max_size=st.sampled_from([None, 100, 300]),
+    data=st.data(),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+)
+def test_plain_frame_path_matches_the_general_decoder(
+    implementation: str, role: str, max_size: int | None, data: st.DataObject, cuts: list[int]
+) -> None:
+    # Whole small data frames are parsed straight from the buffer; everything the peer can
+    # send must give the same events, bytes and state as the general decoder alone.
+    text_frame = st.text(max_size=200).map(
+        lambda t: frame_bytes(0x81, t.encode(), role == "server")
+    )
+    frames = data.draw(st.lists(raw_frame(masked_frames=role == "server") | text_frame, max_size=8))
+    stream = b"".join(frames)
+    fast = feed_connection(role, max_size, stream, cuts)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Connection, "_plain_frames", lambda self, inbox: None)
+        general = feed_connection(role, max_size, stream, cuts)
+    assert fast == general
+
+
+def frame_bytes(first: int, payload: bytes, masked_frame: bool) -> bytes:
+    n = len(payload)
+    length = bytes((n,)) if n < 126 else bytes((126,)) + n.to_bytes(2, "big")
+    if not masked_frame:
+        return bytes((first, length[0])) + length[1:] + payload
+    key = b"\x11\x22\x33\x44"
+    return bytes((first, length[0] | 0x80)) + length[1:] + key + masked(payload, key)
+
+
+def test_plain_frames_of_both_length_forms_in_one_read() -> None:
+    client, server = open_pair()
+    big, small = bytes(range(256)) * 3, b"hi"
+    for conn, masked_frame in ((server, True), (client, False)):
+        stream = (
+            frame_bytes(0x82, big, masked_frame)
+            + frame_bytes(0x81, "h\u00e9".encode(), masked_frame)
+            + frame_bytes(0x82, small, masked_frame)
+        )
+        conn.receive_data(stream, 0.0)
+        assert conn.events() == [
+            MessageReceived(big),
+            MessageReceived("h\u00e9"),
+            MessageReceived(small),
+        ]
+        assert conn.stats().messages_in == 3
+        assert conn.stats().bytes_in == len(big) + 3 + len(small)
 
 
 def test_protocol_suite_passes_with_pure_python_masking() -> None:

@@ -25,6 +25,7 @@ from typing import Any, Final
 import h11
 from wsproto.frame_protocol import Opcode, ParseFailed
 
+from . import _mask
 from ._config import ConnectionConfig
 from ._deflate import (
     BoundedDeflate,
@@ -522,11 +523,15 @@ class _Connection:
         inbox = framer.inbox
         events = self._events
         max_size = self._max_size
+        plain = self._deflate is None and not self._streaming
         try:
             while True:
-                # A frame header needs 2 bytes: skip the parse attempt when they are missing.
-                if decoder.header is None and len(inbox) < 2:
-                    break
+                if decoder.header is None:
+                    if plain and self._msg_opcode is None:
+                        self._plain_frames(inbox)
+                    # A frame header needs 2 bytes: skip the parse attempt when they are missing.
+                    if len(inbox) < 2:
+                        break
                 frame = next_frame()
                 if frame is None:
                     break
@@ -575,6 +580,67 @@ class _Connection:
             if detail == "error in extension" and self._deflate is not None:
                 detail = self._deflate.error_detail
             self._violation(int(exc.code), detail, now)
+
+    def _plain_frames(self, inbox: bytearray) -> None:
+        """Take the whole single-frame messages of up to 64 KiB at the head of ``inbox``.
+
+        The common case, parsed straight from the buffer without the general decoder's
+        objects: FIN set, no RSV bit, text or binary opcode, a 7- or 16-bit length, masked
+        exactly when the peer is a client (RFC 6455 sections 5.2, 5.3), all of it received.
+        Anything else (control frames, fragments, extensions, malformed headers, frames
+        still arriving) is left to the decoder, which applies every check and error.
+        """
+        client = self._client
+        events = self._events
+        max_size = self._max_size
+        avail = len(inbox)
+        pos = 0
+        try:
+            while avail - pos >= 2:
+                first = inbox[pos]
+                if first != 0x82 and first != 0x81:  # FIN + binary / FIN + text
+                    return
+                second = inbox[pos + 1]
+                if client:
+                    if second & 0x80:
+                        return  # a masked frame from a server: the decoder refuses it
+                    start = pos + 2
+                elif second & 0x80:
+                    second &= 0x7F
+                    start = pos + 6  # after the 4-byte masking key
+                else:
+                    return  # an unmasked frame from a client: the decoder refuses it
+                if second < 126:
+                    length = second
+                elif second == 126 and avail - pos >= 4:
+                    length = (inbox[pos + 2] << 8) | inbox[pos + 3]
+                    if length < 126:
+                        return  # not the minimal length encoding: the decoder refuses it
+                    start += 2
+                else:
+                    return
+                end = start + length
+                if end > avail:
+                    return
+                if client:
+                    payload = bytes(inbox[start:end])
+                else:
+                    payload = _mask.apply_mask(inbox[start:end], bytes(inbox[start - 4 : start]))
+                pos = end
+                if max_size is not None and length > max_size:
+                    raise _Violation(1009, self._too_big(length))
+                if first == 0x81:
+                    try:
+                        events.append(MessageReceived(payload.decode("utf-8")))
+                    except UnicodeDecodeError as exc:
+                        raise _Violation(1007, f"invalid UTF-8 in text message: {exc}") from None
+                else:
+                    events.append(MessageReceived(payload))
+                self._messages_in += 1
+                self._bytes_in += length
+        finally:
+            if pos:
+                del inbox[:pos]
 
     def _violation(self, code: int, detail: str, now: float) -> None:
         """The peer broke the protocol: fail the connection (RFC 6455 section 7.1.7).
