@@ -26,7 +26,7 @@ from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSe
 
 from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
-from ._driver import Handler, Opening, build_core, call_user, log, server_config
+from ._driver import Handler, InOrder, Opening, build_core, log, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -97,8 +97,8 @@ class _Transport:
         _nodelay(self.sock)
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
-            while self.owner._reading_paused and not self.closing:  # backpressure: inbox full
-                await self.owner._changed.wait()
+            # backpressure: wait while the inbox is full
+            await self.owner._until(lambda: self.closing or not self.owner._reading_paused or None)
             try:
                 data: bytes | BaseException = await self.sock.recv(READ_SIZE)
             except OSError as exc:
@@ -113,16 +113,12 @@ class _Transport:
 
     async def _write_loop(self) -> None:
         try:
-            while True:
-                if self.closing:
-                    data, self.final = self.final, b""
-                else:  # only the owner's current transport is not closing
-                    data = self.owner._io.data_to_send()
+            while not self.closing or self.final:
+                # ``final`` is b"" until the transport closes; only the current one drains the core
+                data, self.final = self.final or self.owner._io.data_to_send(), b""
                 if data:
                     await _pulse(self.progress)  # the core drained: senders may go on
                     await self.sock.sendall(data)
-                elif self.closing:
-                    return
                 else:
                     self.kick.clear()
                     await self.kick.wait()
@@ -136,16 +132,13 @@ class _Transport:
         if not self.closing:
             self.closing = True
             await self.kick.set()
-            await curio.spawn(self._close, daemon=True)
+            await curio.spawn(self.abort, CLOSE_GRACE, daemon=True)
 
-    async def _close(self) -> None:
-        if self.writer is not None:
-            await curio.ignore_after(CLOSE_GRACE, self.writer.wait())
-        await self.abort()
-
-    async def abort(self) -> None:
-        """Stop both tasks and close the socket now."""
+    async def abort(self, grace: float = 0.0) -> None:
+        """Close the socket now, or once the writer sent its last bytes (at most ``grace`` s)."""
         self.closing = True
+        if grace and self.writer is not None:
+            await curio.ignore_after(grace, self.writer.wait())
         me = await curio.current_task()
         for task in (self.writer, self.reader):
             if task is not None and task is not me:
@@ -241,11 +234,11 @@ class Client(_Curio, AsyncClient):
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        super().__init__(core, run=self._call)
+        self._user = InOrder()  # async handlers run in order on one runner task
+        super().__init__(core, run=self._user)
         self._ssl, self._proxy = ssl, proxy
         self._transport = None
         self._last: _Transport | None = None  # the transport dropped last (close waits for it)
-        self._backlog: deque[Awaitable[Any]] = deque()
         self._runner: Any = None
         self._timer: Any = None
 
@@ -270,22 +263,20 @@ class Client(_Curio, AsyncClient):
                 self._transport, self._last = None, t
                 await t.shut(self._core.data_to_send())
         self._dispatch_events()
-        if self._backlog and (self._runner is None or self._runner.terminated):
-            self._runner = await curio.spawn(self._run_backlog, daemon=True)
+        if self._user.pending and (self._runner is None or self._runner.terminated):
+            self._runner = await curio.spawn(self._user.run, daemon=True)
         await self._settled()
 
     async def _open(self, t: _Transport, action: OpenTransport) -> None:
         """The reader task of one transport: TCP, proxy ``CONNECT``, TLS; then read."""
-        rest: bytes | None = b""
+        rest = b""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
             end = proxy or action  # TCP to the proxy, or straight to the server
             await t.connect(end.host, end.port)
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
-                await t.sock.sendall(tunnel.request())
-                while (rest := tunnel.receive(await t.sock.recv(READ_SIZE))) is None:
-                    pass
+                rest = await tunnel.exchange(t.sock.sendall, t.sock.recv)
             if action.tls is not None:
                 context = self._ssl or client_ssl_context(action.tls)
                 await t.start_tls(context, action.server_hostname)
@@ -318,19 +309,6 @@ class Client(_Curio, AsyncClient):
             self._transport, self._last = None, t
             await t.shut()
         await self._drive()
-
-    def _call(self, handler: Handler, argument: Any) -> None:
-        """Call user code; coroutines wait in order for the runner task ``_drive`` starts."""
-        result = call_user(handler, argument)
-        if result is not None:
-            self._backlog.append(result)
-
-    async def _run_backlog(self) -> None:
-        while self._backlog:
-            try:
-                await self._backlog.popleft()
-            except Exception:
-                log.exception("zenws async handler failed")
 
 
 def connect(
