@@ -44,6 +44,7 @@ _Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
 #: The core's clock.  Not ``anyio.current_time``: on asyncio with uvloop that is the loop's
 #: cached millisecond clock, too coarse for round trips; deadlines are converted in ``_drive``.
 _now = time.monotonic
+_Machine = ReconnectingClient[Handler] | ServerSession
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _background: set[Any] = set()  # asyncio tasks started by ``await connect()``/``await serve()``
 
@@ -89,12 +90,9 @@ class _Driven:
     _dispatch_events: Callable[[], bool]
     _ended: Callable[[], bool]  # the loop ends: the transport is done with
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
-    _lost: Callable[[BaseException, float], Awaitable[None]]
 
-    def _init_stream(
-        self, machine: ReconnectingClient[Handler] | ServerSession, stream: Any
-    ) -> None:
-        self._machine, self._stream = machine, stream
+    def _init_stream(self, machine: _Machine, stream: Any, close_timeout: float | None) -> None:
+        self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
         self._broken: BaseException | None = None
         self._write_lock = anyio.Lock()
         self._changed = anyio.Event()
@@ -163,6 +161,17 @@ class _Driven:
                         self._poke()
                     return
 
+    async def _drop_stream(self, *, graceful: bool) -> None:
+        """Close the stream; ``graceful``: once what is left for it is written (close_timeout)."""
+        if (stream := self._stream) is None:
+            return
+        if graceful:
+            with anyio.move_on_after(self._close_timeout):
+                await self._flush()
+        self._stream, self._broken = None, None
+        await anyio.aclose_forcefully(stream)
+        self._machine.data_to_send()  # bytes for the stream just closed: nowhere to go
+
     async def _drive(self) -> None:
         """Read into the core, call its timer at its deadline, while ``_service`` says so."""
         machine = self._machine
@@ -194,8 +203,12 @@ class _Driven:
             now = _now()
             if isinstance(result, bytes):
                 machine.receive_data(result, now)
-            elif result is not None:
-                await self._lost(result, now)
+            elif result is not None:  # EOF or a transport error: this stream is over
+                if isinstance(result, anyio.EndOfStream) or isinstance(machine, ServerSession):
+                    machine.receive_eof(now)
+                else:
+                    machine.connection_lost(str(result) or type(result).__name__, now)
+                await self._drop_stream(graceful=True)  # what is left for it (server: a close)
             if deadline is not None and now >= deadline:
                 machine.handle_timer(now)
 
@@ -209,7 +222,7 @@ class Client(_Driven, AsyncClient):
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        self._init_stream(core, None)
+        self._init_stream(core, None, core.config.connection.close_timeout)
         super().__init__(core, clock=_now, wake=self._wake, reading=self._reading, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._run_scope = anyio.CancelScope()
@@ -246,8 +259,7 @@ class Client(_Driven, AsyncClient):
         except Exception:
             log.exception("zenws client driver failed")
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._drop_stream(graceful=False)
+            await self._drop_stream(graceful=False)
             self._end()  # nothing is left to settle open, request and ping waiters
             self._done.set()
             self._wake()
@@ -261,74 +273,50 @@ class Client(_Driven, AsyncClient):
         elif action.generation == self._generation:
             await self._drop_stream(graceful=True)
 
-    async def _lost(self, error: BaseException, now: float) -> None:
-        if isinstance(error, anyio.EndOfStream):
-            self._core.receive_eof(now)
-        else:
-            self._core.connection_lost(str(error) or type(error).__name__, now)
-        await self._drop_stream(graceful=False)
-
-    async def _drop_stream(self, *, graceful: bool) -> None:
-        if (stream := self._stream) is None:
-            return
-        if graceful:  # write what the core left (a close frame), bounded by close_timeout
-            with anyio.move_on_after(self._core.config.connection.close_timeout):
-                await self._flush()
-        self._stream, self._broken = None, None
-        await anyio.aclose_forcefully(stream)
-        if self._core.connection is None:
-            self._core.data_to_send()  # bytes for the stream just closed: nowhere to go
-
     async def _open(self, action: OpenTransport) -> None:
-        """Connect for the core (``connection_made``/``connection_failed``); ``close`` cancels."""
-        with anyio.CancelScope() as self._connect_scope:
+        """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
+        self._generation, host, port, tls = action.generation, action.host, action.port, action.tls
+        with anyio.CancelScope() as self._connect_scope:  # close() abandons a connect
             if self._closing:
                 self._connect_scope.cancel()
             try:
                 with anyio.fail_after(action.timeout):
-                    stream, leftover = await self._connect(action)
+                    if tls is not None:
+                        self._ssl = self._ssl or client_ssl_context(tls)
+                    proxy = proxy_for(host, tls is not None, proxy=self._proxy)
+                    target = (host, port) if proxy is None else (proxy.host, proxy.port)
+                    self._stream = stream = await anyio.connect_tcp(*target)
+                    leftover: bytes | None = None if proxy else b""
+                    if proxy is not None:
+                        tunnel = ConnectTunnel(proxy, host, port)
+                        await stream.send(tunnel.request())
+                    while leftover is None:
+                        try:
+                            leftover = tunnel.receive(await stream.receive())
+                        except anyio.EndOfStream:
+                            leftover = tunnel.receive(b"")
+                    if tls is not None:
+                        if leftover:
+                            raise ConnectionError("proxy sent data before the TLS handshake")
+                        hostname, context = action.server_hostname, self._ssl
+                        self._stream = await TLSStream.wrap(
+                            stream,
+                            hostname=hostname,
+                            ssl_context=context,
+                            standard_compatible=False,
+                        )
             except Exception as exc:
+                await self._drop_stream(graceful=False)
                 root = _root(exc)
                 kinds = classify_os_error(root)
                 self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
                 return
-            if self._core.state is not ClientState.CONNECTING:
-                await anyio.aclose_forcefully(stream)
-                return
-            self._stream, self._generation = stream, action.generation
+        if self._connect_scope.cancelled_caught or self._core.state is not ClientState.CONNECTING:
+            await self._drop_stream(graceful=False)
+        else:
             self._core.connection_made(_now())
             if leftover:
                 self._core.receive_data(leftover, _now())
-
-    async def _connect(self, action: OpenTransport) -> tuple[anyio.abc.ByteStream, bytes]:
-        """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
-        context = None
-        if action.tls is not None:
-            self._ssl = context = self._ssl or client_ssl_context(action.tls)
-        proxy = proxy_for(action.host, context is not None, proxy=self._proxy)
-        target = (action.host, action.port) if proxy is None else (proxy.host, proxy.port)
-        stream: anyio.abc.ByteStream = await anyio.connect_tcp(*target)
-        try:
-            leftover: bytes | None = None if proxy else b""
-            if proxy is not None:
-                tunnel = ConnectTunnel(proxy, action.host, action.port)
-                await stream.send(tunnel.request())
-                while leftover is None:
-                    try:
-                        leftover = tunnel.receive(await stream.receive())
-                    except anyio.EndOfStream:
-                        leftover = tunnel.receive(b"")
-            if context is not None:
-                if leftover:
-                    raise ConnectionError("proxy sent data before the TLS handshake")
-                hostname = action.server_hostname
-                stream = await TLSStream.wrap(
-                    stream, hostname=hostname, ssl_context=context, standard_compatible=False
-                )
-            return stream, leftover or b""
-        except BaseException:
-            await anyio.aclose_forcefully(stream)
-            raise
 
 
 def connect(
@@ -366,7 +354,7 @@ class ServerWebSocket(_Driven, AsyncSession):
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
         session = server.hub.session(_now())
-        self._init_stream(session, stream)
+        self._init_stream(session, stream, server.hub.config.connection.close_timeout)
         opened, reading = self._opened, self._reading
         super().__init__(session, clock=_now, wake=self._wake, opened=opened, reading=reading)
         self._server = server
@@ -374,29 +362,22 @@ class ServerWebSocket(_Driven, AsyncSession):
 
     async def _serve(self) -> None:
         """The connection's task: read, feed the session, run the handler once open."""
-        session, server, stream = self._session, self._server, self._stream
-        server._sockets.add(self)
+        self._server._sockets.add(self)
         try:
             async with anyio.create_task_group() as self._tg:
                 await self._drive()
-                with anyio.move_on_after(server.hub.config.connection.close_timeout):
-                    await self._flush()  # the last bytes (a close frame, an HTTP answer)
-                self._stream = None
-                await anyio.aclose_forcefully(stream)
-                session.receive_eof(_now())  # the final Closed if it did not come yet
+                await self._drop_stream(graceful=True)  # the last bytes (a close, an HTTP answer)
+                self._session.receive_eof(_now())  # the final Closed if it did not come yet
                 self._dispatch_events()
                 self._mark_closed()
         except Exception:
             log.exception("zenws connection failed")
         finally:  # also when shutdown() cancels a connection that outlived its deadline
-            server._sockets.discard(self)
-            await anyio.aclose_forcefully(stream)
+            self._server._sockets.discard(self)
+            await self._drop_stream(graceful=False)
 
     def _ended(self) -> bool:
         return self._session.should_close_transport
-
-    async def _lost(self, error: BaseException, now: float) -> None:
-        self._session.receive_eof(now)
 
     def _opened(self) -> None:
         assert self._tg is not None
