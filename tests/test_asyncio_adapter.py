@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.certs import TestPKI
+from tests.support.proxy import HttpProxy
 from zenws_adapters.asyncio import (
     Client,
     ConnectError,
@@ -313,6 +315,38 @@ def test_shutdown_status_and_serve_forever() -> None:
         event = await client.wait_for(lambda e: isinstance(e, Disconnected), 10)
         assert isinstance(event, Disconnected)
         assert event.code == 1001
+
+    run_test(main)
+
+
+# ------------------------------------------------------------------ proxies
+
+
+def test_wss_through_http_connect_proxy(pki: TestPKI, http_proxy: HttpProxy) -> None:
+    """TCP to the proxy, CONNECT, then ``loop.start_tls`` over the tunnel."""
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, echo, ssl=pki.server_context()) as server:
+            assert server.url.startswith("wss://")
+            async with connect(
+                server.url, ssl=pki.client_context(), proxy=http_proxy.url, reconnect=NO_RECONNECT
+            ) as client:
+                await client.send_bytes(b"tunnelled")
+                assert await client.recv(timeout=10) == b"tunnelled"
+        assert http_proxy.connects(port=server.port)
+
+    run_test(main)
+
+
+def test_proxy_refusal_is_a_connect_failure(authenticated_http_proxy: HttpProxy) -> None:
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, echo) as server:
+            with pytest.raises(ConnectError) as info:
+                await connect(
+                    server.url, proxy=authenticated_http_proxy.url, reconnect=NO_RECONNECT
+                )
+            assert info.value.event is not None
+            assert "407" in info.value.event.failure.detail
 
     run_test(main)
 

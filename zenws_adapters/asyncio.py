@@ -10,9 +10,10 @@ queueing and timeouts the core's.  ``run(main)`` runs a coroutine on uvloop when
 from __future__ import annotations
 
 import asyncio
-import ssl as _ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
+from ssl import SSLContext
 from time import monotonic
 from typing import Any, TypeVar, cast
 
@@ -23,24 +24,12 @@ from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_co
 from ._driver import Handler, Opening, build_core, call_user, log, server_config
 from ._errors import ClientClosedError, ConnectError, ConnectionClosed, QueueFull, RequestTimeout
 
-__all__ = [
-    "Client",
-    "ClientClosedError",
-    "ConnectError",
-    "ConnectionClosed",
-    "Connector",
-    "QueueFull",
-    "RequestTimeout",
-    "Server",
-    "ServerWebSocket",
-    "connect",
-    "run",
-    "serve",
-]
+__all__ = ["Client", "Connector", "Server", "ServerWebSocket", "connect", "run", "serve"]
+__all__ += ["ClientClosedError", "ConnectError", "ConnectionClosed", "QueueFull", "RequestTimeout"]
 
 T = TypeVar("T")
-Connector = Opening
-"""What ``connect`` returns: ``await`` it for a ``Client``, or ``async with`` it."""
+Connector = Opening  # what ``connect`` returns: ``await`` it for a ``Client``, or ``async with`` it
+WSHandler = Callable[["ServerWebSocket"], Awaitable[None]]
 
 
 class _Conn:
@@ -58,7 +47,7 @@ class _Conn:
     _dispatch_events: Callable[[], bool]
     _act: Callable[[], None]
 
-    def _setup(self, sans: ReconnectingClient[Handler] | ServerSession) -> None:
+    def __init__(self, sans: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
         self._loop = asyncio.get_running_loop()
         self._sans = sans
         self._transport: asyncio.Transport | None = None
@@ -66,6 +55,8 @@ class _Conn:
         self._timer_at: float | None = None
         self._paused = False  # the transport asked us to stop writing (pause_writing)
         self._waiters: list[asyncio.Future[None]] = []
+        hooks.update(clock=monotonic, wake=self._wake, reading=self._pause)
+        super().__init__(sans, **hooks)  # type: ignore[call-arg]  # the driver, next in the MRO
 
     def _input(self, data: bytes) -> None:
         self._sans.receive_data(data, monotonic())
@@ -97,12 +88,9 @@ class _Conn:
         if deadline != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = (
-                None
-                if deadline is None
-                else self._loop.call_later(max(0.0, deadline - monotonic()), self._tick)
-            )
+            self._timer_at, self._timer = deadline, None
+            if deadline is not None:
+                self._timer = self._loop.call_later(max(0.0, deadline - monotonic()), self._tick)
 
     def _tick(self) -> None:
         self._timer = self._timer_at = None
@@ -171,13 +159,12 @@ class _Protocol(asyncio.Protocol):
                 self.client._input(data)
             return
         try:
-            rest = self.tunnel.receive(data)
-        except ProxyError as exc:
-            self.tunnel, rest = None, None
-            self.tunnelled.set_exception(exc)
-        if rest is not None:
-            self.tunnel = None
+            if (rest := self.tunnel.receive(data)) is None:
+                return
             self.tunnelled.set_result(rest)
+        except ProxyError as exc:
+            self.tunnelled.set_exception(exc)
+        self.tunnel = None
 
     def eof_received(self) -> None:
         if self._current():
@@ -200,15 +187,12 @@ class Client(_Conn, AsyncClient):
     """A resilient WebSocket client on asyncio; see ``connect``."""
 
     def __init__(
-        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
+        self, core: ReconnectingClient[Handler], ssl: SSLContext | None, proxy: str | None
     ) -> None:
-        self._setup(core)
-        super().__init__(
-            core, clock=monotonic, wake=self._wake, reading=self._pause, run=self._call
-        )
+        super().__init__(core, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._generation = 0
-        self._opening: dict[int, asyncio.Task[None]] = {}
+        self._opening: asyncio.Task[None] | None = None  # the connect of that generation
         self._backlog: deque[Awaitable[Any]] = deque()
         self._runner: asyncio.Task[None] | None = None
 
@@ -232,38 +216,30 @@ class Client(_Conn, AsyncClient):
             self._writing(False)  # a new transport, or none: nobody waits for the old one
             if isinstance(action, OpenTransport):
                 self._generation = action.generation
-                self._opening[action.generation] = self._loop.create_task(self._open(action))
-                continue
-            task = self._opening.pop(action.generation, None)
-            if task is not None:
-                task.cancel()
-            if action.generation == self._generation and self._transport is not None:
+                self._opening = self._loop.create_task(self._open(action))
+            elif action.generation == self._generation:
+                if self._opening is not None:
+                    self._opening.cancel()  # a connect still under way (done: no effect)
                 transport, self._transport = self._transport, None
-                transport.close()
+                if transport is not None:
+                    transport.close()
 
     async def _open(self, action: OpenTransport) -> None:
-        """TCP (through the proxy's CONNECT tunnel if any), then TLS; failures go to the core."""
-        loop, generation = self._loop, action.generation
-        protocol = _Protocol(self, generation)
+        """TCP (to the proxy and CONNECT through it, if any), then TLS; failures go to the core."""
+        loop, protocol = self._loop, _Protocol(self, action.generation)
         context = None if action.tls is None else self._ssl or client_ssl_context(action.tls)
-        hostname = action.server_hostname if context else None
+        hostname = action.server_hostname
         transport: asyncio.Transport | None = None
         rest = b""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            if proxy is None:
-                transport, _ = await loop.create_connection(
-                    lambda: protocol,
-                    action.host,
-                    action.port,
-                    ssl=context,
-                    server_hostname=hostname,
-                )
-            else:
+            target, direct = (action, context) if proxy is None else (proxy, None)
+            sni = hostname if direct else None
+            transport, _ = await loop.create_connection(
+                lambda: protocol, target.host, target.port, ssl=direct, server_hostname=sni
+            )
+            if proxy is not None:
                 protocol.tunnel = ConnectTunnel(proxy, action.host, action.port)
-                transport, _ = await loop.create_connection(
-                    lambda: protocol, proxy.host, proxy.port
-                )
                 transport.write(protocol.tunnel.request())
                 rest = await protocol.tunnelled
                 if context is not None:
@@ -276,14 +252,11 @@ class Client(_Conn, AsyncClient):
             if transport is not None:
                 transport.abort()
             if isinstance(exc, asyncio.CancelledError):
-                raise
-            if generation == self._generation:
-                message = str(exc) or type(exc).__name__
-                self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
-                self._drive()
+                raise  # CloseTransport (the core's connect timeout, close()) cancelled us
+            message = str(exc) or type(exc).__name__
+            self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
+            self._drive()
             return
-        finally:
-            self._opening.pop(generation, None)
         self._transport = transport
         if self._reading_paused:  # the inbox is still full from the last connection
             self._pause(True)
@@ -311,7 +284,7 @@ class Client(_Conn, AsyncClient):
 def connect(
     url: str,
     *,
-    ssl: _ssl.SSLContext | None = None,
+    ssl: SSLContext | None = None,
     proxy: str | None = None,
     wait_open: bool = True,
     open_timeout: float | None = None,
@@ -344,11 +317,7 @@ class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        session = server.hub.session(monotonic())
-        self._setup(session)
-        super().__init__(
-            session, clock=monotonic, wake=self._wake, opened=self._opened, reading=self._pause
-        )
+        super().__init__(server.hub.session(monotonic()), opened=self._opened)
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message; waits while the transport is full."""
@@ -386,7 +355,7 @@ class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._server._connections.discard(self)
-        self._writing(False)
+        self._paused = False  # _mark_closed wakes a waiting sender
         self._mark_closed()
 
     def pause_writing(self) -> None:
@@ -405,24 +374,22 @@ class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
         task.add_done_callback(self._server._tasks.discard)
 
     async def _run_handler(self) -> None:
-        error: Exception | None = None
         try:
             await self._server._handler(self)
         except Exception as exc:
-            error = exc
-        self._handler_done(error)
+            self._handler_done(exc)
+        else:
+            self._handler_done(None)
         self._drive()
+
+    async def _gone(self) -> None:
+        await self._until(lambda: True if self._transport is None else None)
 
 
 class Server(AsyncServer):
     """A listening zenws server; ``shutdown()`` closes every connection with 1001."""
 
-    def __init__(
-        self,
-        handler: Callable[[ServerWebSocket], Awaitable[None]],
-        config: ServerConfig,
-        ssl: _ssl.SSLContext | None,
-    ) -> None:
+    def __init__(self, handler: WSHandler, config: ServerConfig, ssl: SSLContext | None) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._loop = asyncio.get_running_loop()
         self._handler = handler
@@ -446,29 +413,24 @@ class Server(AsyncServer):
         timeout = self._begin_shutdown(self._connections, timeout)
         for ws in list(self._connections):
             ws._drive()
-        pending = [self._loop.create_task(self._gone(ws)) for ws in self._connections]
-        if pending or self._tasks:
-            _, left = await asyncio.wait(pending + list(self._tasks), timeout=timeout)
-            for ws in list(self._connections):
-                if ws._transport is not None:
-                    ws._transport.abort()
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*self._tasks, *left, return_exceptions=True)
+        gone = [ws._gone() for ws in self._connections]
+        with suppress(TimeoutError):  # at the deadline the gather cancels what still runs
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*self._tasks, *gone, return_exceptions=True)
+        for ws in list(self._connections):
+            if ws._transport is not None:
+                ws._transport.abort()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await listener.wait_closed()
         self._stopped.set()
-
-    @staticmethod
-    async def _gone(ws: ServerWebSocket) -> None:
-        await ws._until(lambda: True if ws._transport is None else None)
 
 
 async def serve(
     host: str,
     port: int,
-    handler: Callable[[ServerWebSocket], Awaitable[None]],
+    handler: WSHandler,
     *,
-    ssl: _ssl.SSLContext | None = None,
+    ssl: SSLContext | None = None,
     config: ServerConfig | None = None,
     **options: Any,
 ) -> Server:
