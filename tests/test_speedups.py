@@ -30,6 +30,7 @@ from zenws_core._events import MessageReceived
 from zenws_core._frames import Framer, _FrameDecoder, mask
 from zenws_core._mask import (
     python_apply_mask,
+    python_mask_frame,
     speedups_available,
     use_speedups,
     using_speedups,
@@ -147,6 +148,71 @@ def test_pieces_with_rotated_keys_equal_the_whole(data: bytes, key: bytes, cuts:
             r = start & 3
             out += function(data[start:end], key[r:] + key[:r])
         assert out == masked(data, key)
+
+
+def c_mask_frame(
+    head: bytes | bytearray | memoryview, data: bytes | bytearray | memoryview, key: bytes
+) -> bytes:
+    from zenws_core._speedups import mask_frame
+
+    return mask_frame(head, data, key)
+
+
+@given(
+    head=st.binary(max_size=20),
+    data=st.binary(max_size=3000),
+    key=st.binary(min_size=4, max_size=4),
+    offset=st.integers(min_value=0, max_value=7),
+)
+def test_mask_frame_is_head_plus_masked_data(
+    head: bytes, data: bytes, key: bytes, offset: int
+) -> None:
+    view = memoryview(b"\x00" * offset + data)[offset:]
+    expected = head + masked(data, key)
+    assert c_mask_frame(head, view, key) == expected
+    assert c_mask_frame(bytearray(head), bytearray(data), key) == expected
+    assert python_mask_frame(head, view, key) == expected
+    assert python_mask_frame(bytearray(head), data, key) == expected
+
+
+@pytest.mark.parametrize("function", [c_mask_frame, python_mask_frame])
+def test_mask_frame_checks_its_arguments(function: Any) -> None:
+    with pytest.raises(ValueError, match="4 bytes"):
+        function(b"h", b"data", b"abc")
+    with pytest.raises(TypeError):
+        function("h", b"data", b"abcd")
+
+
+def test_mask_frame_wrong_argument_count() -> None:
+    from zenws_core._speedups import mask_frame
+
+    with pytest.raises(TypeError, match="exactly 3 arguments"):
+        mask_frame(b"", b"x")  # type: ignore[call-arg]
+
+
+def test_use_speedups_switches_mask_frame_too() -> None:
+    from zenws_core._speedups import mask_frame as c_version
+
+    try:
+        use_speedups(False)
+        assert _mask.mask_frame is python_mask_frame
+        use_speedups(True)
+        assert _mask.mask_frame is c_version
+    finally:
+        use_speedups(True)
+
+
+@pytest.mark.parametrize("size", [1023, 1024, 1025, 70_000])
+def test_large_client_frames_are_built_in_one_pass(implementation: str, size: int) -> None:
+    key = b"\x0a\x0b\x0c\x0d"
+    framer = Framer(client=True, mask_source=lambda n: key)
+    payload = bytes(i & 0xFF for i in range(size))
+    length = (
+        bytes((0xFE,)) + size.to_bytes(2, "big")
+        if size < 65536
+        else (bytes((0xFF,)) + size.to_bytes(8, "big"))
+    )
+    assert framer.encode(0x82, payload) == b"\x82" + length + key + masked(payload, key)
 
 
 # -- the frame decoder matches wsproto's ------------------------------------------------

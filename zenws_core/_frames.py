@@ -60,7 +60,7 @@ _unpack_long = struct.Struct("!Q").unpack_from
 _OPCODES: dict[int, Opcode] = {int(op): op for op in Opcode}
 _CONTINUATION = Opcode.CONTINUATION
 _NO_RSV = RsvBits(False, False, False)
-_JOIN_ABOVE = 1024  # above this, one join beats two concatenations (each copies the payload)
+_ONE_PASS_ABOVE = 1024  # above this, one allocation beats a masked copy and a concatenation
 
 
 def mask(key: bytes, data: bytes) -> bytes:
@@ -267,9 +267,10 @@ class Framer(FrameProtocol):
             header = _pack_short(first_byte, 0xFE, n)
         else:
             header = _pack_long(first_byte, 0xFF, n)
-        if n < _JOIN_ABOVE:
+        if n < _ONE_PASS_ABOVE:
             return header + key + _mask.apply_mask(payload, key)
-        return b"".join((header, key, _mask.apply_mask(payload, key)))
+        # One allocation for the whole frame (see ``_mask.mask_frame``).
+        return _mask.mask_frame(header + key, payload, key)
 
     def _serialize_frame(
         self, opcode: Opcode, payload: bytes | bytearray = b"", fin: bool = True

@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 __all__ = [
     "apply_mask",
+    "mask_frame",
     "python_apply_mask",
+    "python_mask_frame",
     "speedups_available",
     "use_speedups",
     "using_speedups",
@@ -21,6 +23,7 @@ __all__ = [
 
 Buffer = bytes | bytearray | memoryview
 MaskFunction = Callable[[Buffer, bytes], bytes]
+FrameFunction = Callable[[Buffer, Buffer, bytes], bytes]
 
 _XOR_TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
 # Measured on CPython 3.11: one big-integer XOR wins below ~600 bytes, four
@@ -51,15 +54,49 @@ def python_apply_mask(data: Buffer, key: bytes) -> bytes:
     return bytes(out)
 
 
+def python_mask_frame(head: Buffer, data: Buffer, key: bytes) -> bytes:
+    """``head`` followed by ``data`` masked with ``key``: a whole masked client frame."""
+    return bytes(head) + python_apply_mask(data, key)
+
+
 _c_apply_mask: MaskFunction | None
+_c_mask_frame: FrameFunction | None
 try:
     from ._speedups import apply_mask as _c_apply_mask
 except ImportError:  # pragma: no cover - depends on whether the extension was built
     _c_apply_mask = None
+try:
+    from ._speedups import mask_frame as _c_mask_frame
+except ImportError:  # pragma: no cover - an extension built before mask_frame existed
+    _c_mask_frame = None
+
+
+def _joined_mask_frame(head: Buffer, data: Buffer, key: bytes) -> bytes:  # pragma: no cover
+    assert _c_apply_mask is not None
+    return bytes(head) + _c_apply_mask(data, key)
+
 
 #: The implementation in use; rebound by ``use_speedups``.  Call sites look it up as
 #: ``_mask.apply_mask`` at call time so that switching takes effect everywhere at once.
 apply_mask: MaskFunction = _c_apply_mask if _c_apply_mask is not None else python_apply_mask
+#: ``mask_frame(head, data, key)``: ``head + apply_mask(data, key)`` in one allocation in C.
+#: A large client frame built as a masked copy plus a join costs two fresh buffers of the
+#: payload's size at once, which the allocator hands back to the system each time
+#: (page faults on every message: 0.9 ms instead of 35 us per 1 MiB, measured).
+mask_frame: FrameFunction = python_mask_frame
+
+
+def _select(enabled: bool) -> None:
+    global apply_mask, mask_frame
+    if enabled and _c_apply_mask is not None:
+        apply_mask = _c_apply_mask
+        mask_frame = _c_mask_frame if _c_mask_frame is not None else _joined_mask_frame
+    else:
+        apply_mask = python_apply_mask
+        mask_frame = python_mask_frame
+
+
+_select(True)
 
 
 def speedups_available() -> bool:
@@ -78,6 +115,5 @@ def use_speedups(enabled: bool = True) -> bool:
     Returns whether the C path is now in use.  Meant for tests and benchmarks; the default
     is the C path whenever it is available.  Affects every connection in the process.
     """
-    global apply_mask
-    apply_mask = _c_apply_mask if enabled and _c_apply_mask is not None else python_apply_mask
+    _select(enabled)
     return using_speedups()
