@@ -199,17 +199,24 @@ def server_config(config: ServerConfig | None, options: dict[str, Any]) -> Serve
     return dataclasses.replace(config or ServerConfig(), **options)
 
 
+#: The inbox of a connection with no message waiting: shared, never mutated (an empty
+#: deque costs 600 bytes, most of it on idle connections).
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
+
+
 class _Inbox:
     """Messages for ``recv`` and the pause/resume-reading decisions around them."""
 
     def __init__(self, limit: int, reading: Callable[[bool], None] | None) -> None:
-        self._inbox: deque[str | bytes] = deque()
+        self._inbox: deque[str | bytes] = _NO_MESSAGES
         self._inbox_limit = limit
         self._hook_reading = reading
         #: True while the transport should not be read (the inbox is full).
         self._reading_paused = False
 
     def _put(self, message: str | bytes) -> None:
+        if self._inbox is _NO_MESSAGES:
+            self._inbox = deque()
         self._inbox.append(message)
         if len(self._inbox) >= self._inbox_limit and not self._reading_paused:
             self._reading_paused = True
@@ -218,6 +225,8 @@ class _Inbox:
 
     def _pop(self) -> str | bytes:
         message = self._inbox.popleft()
+        if not self._inbox:
+            self._inbox = _NO_MESSAGES
         if self._reading_paused and len(self._inbox) <= self._inbox_limit // 2:
             self._reading_paused = False
             if self._hook_reading is not None:
