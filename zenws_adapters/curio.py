@@ -17,7 +17,7 @@ import ssl as _ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import curio
 from curio.io import Socket
@@ -34,17 +34,6 @@ T = TypeVar("T")
 READ_SIZE = 256 * 1024
 #: Seconds a dropped transport may take to write its last bytes before it is cut.
 CLOSE_GRACE = 5.0
-
-
-async def _pulse(event: curio.Event) -> None:
-    """Wake every task waiting on ``event`` and re-arm it."""
-    await event.set()
-    event.clear()
-
-
-def _nodelay(sock: Any) -> None:
-    with contextlib.suppress(OSError):  # not a TCP socket
-        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
 
 
 class _Transport:
@@ -71,10 +60,10 @@ class _Transport:
         (``curio.socket.create_connection`` leaves that socket open).
         """
         error = OSError(f"{host} resolves to no address")
-        for family, kind, proto, _, address in await curio.socket.getaddrinfo(
+        for *spec, _, address in await curio.socket.getaddrinfo(
             host, port, type=_socket.SOCK_STREAM
         ):
-            self.sock = curio.socket.socket(family, kind, proto)
+            self.sock = curio.socket.socket(*spec)
             try:
                 await self.sock.connect(address)
                 return
@@ -94,7 +83,8 @@ class _Transport:
 
     async def run(self) -> None:
         """The reader task, once ``sock`` is up: start the writer, read until the end."""
-        _nodelay(self.sock)
+        with contextlib.suppress(OSError):  # not a TCP socket
+            self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
             # backpressure: wait while the inbox is full
@@ -117,7 +107,8 @@ class _Transport:
                 # ``final`` is b"" until the transport closes; only the current one drains the core
                 data, self.final = self.final or self.owner._io.data_to_send(), b""
                 if data:
-                    await _pulse(self.progress)  # the core drained: senders may go on
+                    await self.progress.set()  # the core drained: senders may go on
+                    self.progress.clear()
                     await self.sock.sendall(data)
                 else:
                     self.kick.clear()
@@ -175,7 +166,8 @@ class _Curio:
     async def _notify(self) -> None:
         if self._woken:
             self._woken = False
-            await _pulse(self._changed)
+            await self._changed.set()  # wakes every waiting task; cleared for the next wait
+            self._changed.clear()
 
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (value := take()) is None:
@@ -187,10 +179,9 @@ class _Curio:
         if timeout is None:
             return await awaitable
         try:
-            result: T = await curio.timeout_after(max(timeout, 0.0), awaitable)
+            return cast(T, await curio.timeout_after(max(timeout, 0.0), awaitable))
         except curio.TaskTimeout:
             raise TimeoutError(f"nothing happened within {timeout:g}s") from None
-        return result
 
     async def _submit(self, call: Callable[[float], T]) -> T:
         """Run ``call(now)``, drive, then wait while the core holds more than its high water."""
@@ -219,7 +210,6 @@ class _Curio:
                 await self._alarm.wait()
             else:
                 await curio.ignore_after(max(deadline - monotonic(), 0), self._alarm.wait())
-            self._sleeping_until = None
             if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
@@ -278,8 +268,9 @@ class Client(_Curio, AsyncClient):
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 rest = await tunnel.exchange(t.sock.sendall, t.sock.recv)
             if action.tls is not None:
-                context = self._ssl or client_ssl_context(action.tls)
-                await t.start_tls(context, action.server_hostname)
+                await t.start_tls(
+                    self._ssl or client_ssl_context(action.tls), action.server_hostname
+                )
         except Exception as exc:  # refused, DNS, TLS, proxy: the core decides what follows
             await t.abort()
             if self._transport is t:
@@ -373,28 +364,20 @@ class ServerWebSocket(_Curio, AsyncSession):
             await self._transport.shut(self._session.data_to_send())
         await self._settled()
 
-    async def _read(self) -> None:
-        """The reader task: the TLS handshake (bounded by the session's deadline), then read."""
+    async def _serve(self, sock: Any) -> None:
+        """The connection task: TLS, the reader, the handler once open; the end.
+
+        The session's handshake deadline (kept by the timer task) bounds TLS too: the closer
+        then cancels this task, the transport's reader until the handshake is done.  Shutdown
+        cancels it (and so the handler) when the connection outlives its deadline.
+        """
         t, context = self._transport, self._server.ssl
+        t.sock, t.reader = sock, await curio.current_task()
+        timer = await curio.spawn(self._tick, daemon=True)
         try:
             if context is not None:
                 await t.start_tls(context, None, server_side=True)
-        except OSError as exc:
-            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
-            await self._feed(t, b"")  # the session fails, the transport closes
-            return
-        await t.run()
-
-    async def _serve(self, sock: Any) -> None:
-        """The connection task: start the reader and timer, run the handler once open, end.
-
-        Shutdown cancels this task (and so the handler) when it outlives its deadline.
-        """
-        t = self._transport
-        t.sock = sock
-        timer = await curio.spawn(self._tick, daemon=True)
-        t.reader = await curio.spawn(self._read, daemon=True)
-        try:
+            t.reader = await curio.spawn(t.run, daemon=True)
             await self._until(lambda: self._open or self.closed or None)
             if self._open:
                 error = None
@@ -404,6 +387,8 @@ class ServerWebSocket(_Curio, AsyncSession):
                     error = exc
                 await self._submit(lambda now: self._handler_done(error))
             await t.done.wait()
+        except OSError as exc:  # from the TLS handshake
+            log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
         finally:
             await timer.cancel()
             await t.abort()
@@ -433,20 +418,19 @@ class Server(AsyncServer):
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Close every connection with 1001 (RFC 6455 section 7.4.1), then drop the rest."""
-        if self.hub.shutting_down:
-            await self._stopped.wait()
-            return
-        timeout = self._begin_shutdown(self._connections, timeout)
-        await self._acceptor.cancel()
-        await self._sock.close()
-        for ws in list(self._connections):
-            await ws._drive()
-        async with curio.ignore_after(timeout):
+        if not self.hub.shutting_down:  # the first call shuts down, the others wait for it
+            timeout = self._begin_shutdown(self._connections, timeout)
+            await self._acceptor.cancel()
+            await self._sock.close()
+            for ws in list(self._connections):
+                await ws._drive()
+            async with curio.ignore_after(timeout):
+                for task in list(self._connections.values()):
+                    await task.wait()
             for task in list(self._connections.values()):
-                await task.wait()
-        for task in list(self._connections.values()):
-            await task.cancel()
-        await self._stopped.set()
+                await task.cancel()
+            await self._stopped.set()
+        await self._stopped.wait()
 
     async def _accept(self) -> None:
         while True:
