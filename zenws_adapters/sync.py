@@ -16,8 +16,8 @@ import selectors
 import socket
 import ssl as _ssl
 import threading
-from collections import deque
 from collections.abc import Callable
+from ssl import SSLContext
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSe
 from ._api import SyncClient, SyncSession
 from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
 from ._driver import INBOX_LIMIT as INBOX_LIMIT
-from ._driver import Handler, ServerDriver, build_core, call_user, server_config
+from ._driver import Handler, ServerDriver, _Inbox, build_core, call_user, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -36,29 +36,26 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
 #: Bytes read per wake-up before timers get their turn (fairness, not a limit).
 _READ_BUDGET = 4 * 1024 * 1024
-#: A fresh poll set per wait costs no system call and shares nothing between threads.
+#: A fresh poll set per wait: no system call to build it, nothing shared between threads.
 _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
-_Core = ReconnectingClient[Handler] | ServerSession
+_ClientCore = ReconnectingClient[Handler]
 
 
-class _Channel:
+class _Channel(_Inbox):
     """One socket and the core behind it, driven by whichever thread waits on it.
 
     ``lock`` guards socket and core; it is released while a thread waits in ``select``, so
-    one thread can ``recv`` while others send.  A sender writes to the wake socket so that
+    one thread can ``recv`` while others send: they write to the wake socket so that the
     waiting threads look at the core's deadline and the write interest again.  The client
-    and a server connection differ only in their core and in ``_act`` and ``_ended``.
+    and a server connection differ only in their core, ``_act`` and ``_ended``.
     """
 
-    _inbox: deque[str | bytes]  # the driver's (ClientDriver / SessionDriver)
-    _reading_paused: bool
-    _dispatch_events: Callable[[], bool]
     #: The core learns of EOF (``error`` None) or a transport error.
     _ended: Callable[[str | None, float], None]
     #: Read even with a full inbox: the close frame must get through (server close/shutdown).
     _closing = False
 
-    def __init__(self, lock: threading.RLock, conn: _Core) -> None:
+    def __init__(self, lock: threading.RLock, conn: _ClientCore | ServerSession) -> None:
         self._lock, self._conn = lock, conn
         self._sock: socket.socket | None = None
         self._out = bytearray()
@@ -69,19 +66,15 @@ class _Channel:
         self._wake_w.setblocking(False)
 
     def _act(self) -> bool:
-        """Perform what the core asks of the transport; whether it asked anything."""
+        """Do what the core asks of the transport, dispatch its events; whether there were any."""
         raise NotImplementedError
 
-    def _deadline(self) -> float | None:
-        return self._conn.next_deadline()
-
     def _process(self, now: float) -> None:
-        """Drain the core until it is quiet: bytes, transport actions, events (in that order)."""
+        """Drain the core until it is quiet: bytes, transport actions, events."""
         while True:
             self._out += self._conn.data_to_send()
             self._write(now)
-            acted = self._act()
-            if not self._dispatch_events() and not acted:
+            if not self._act():
                 return
 
     def _wake(self, *_: object) -> None:
@@ -116,7 +109,7 @@ class _Channel:
         with self._lock:
             now = monotonic()
             self._process(now)
-            sock, deadline, wait = self._sock, self._deadline(), limit
+            sock, deadline, wait = self._sock, self._conn.next_deadline(), limit
             if deadline is not None:
                 until = max(0.0, deadline - now)
                 wait = until if wait is None else min(wait, until)
@@ -139,11 +132,10 @@ class _Channel:
             with contextlib.suppress(OSError):
                 while self._wake_r.recv(4096):
                     pass
-            now = monotonic()
             # Only deadlines due before this read fire in this step: one the bytes below set
             # (a violation right after complete messages) waits one step, so the caller gets
             # those messages first and can answer them in wire order (RFC 6455 section 7.1.7).
-            deadline = self._deadline()
+            now, deadline = monotonic(), self._conn.next_deadline()
             if sock is not None and sock is self._sock:
                 if ready & _WRITE:
                     self._write(now)
@@ -226,11 +218,7 @@ class Client(_Channel, SyncClient):
     """A reconnecting WebSocket client over blocking sockets (see ``connect``)."""
 
     def __init__(
-        self,
-        core: ReconnectingClient[Handler],
-        *,
-        ssl: _ssl.SSLContext | None = None,
-        proxy: str | None = None,
+        self, core: _ClientCore, *, ssl: SSLContext | None = None, proxy: str | None = None
     ) -> None:
         _Channel.__init__(self, threading.RLock(), core)
         SyncClient.__init__(
@@ -246,37 +234,34 @@ class Client(_Channel, SyncClient):
                 self._open(action)
             elif action.generation == self._generation:
                 self._close_socket(flush=True)
-        return bool(actions)
+        return self._dispatch_events() or bool(actions)
 
     def _open(self, action: OpenTransport) -> None:
-        """TCP (every resolved address in turn), CONNECT through a proxy, TLS; tell the core."""
+        """TCP (each resolved address in turn), CONNECT through a proxy, TLS; tell the core."""
         self._close_socket(flush=False)
         self._generation, end = action.generation, monotonic() + action.timeout
-        sock = None
         try:
-            proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            target = (proxy.host, proxy.port) if proxy is not None else (action.host, action.port)
-            sock = socket.create_connection(target, timeout=action.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            leftover: bytes | None = b""
-            if proxy is not None:
-                tunnel, leftover = ConnectTunnel(proxy, action.host, action.port), None
-                sock.sendall(tunnel.request())
-                while leftover is None:
+            with contextlib.ExitStack() as stack:  # closes the socket if a step fails
+                proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
+                target = (proxy.host, proxy.port) if proxy else (action.host, action.port)
+                sock = stack.enter_context(socket.create_connection(target, action.timeout))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                leftover: bytes | None = b""
+                if proxy is not None:
+                    tunnel, leftover = ConnectTunnel(proxy, action.host, action.port), None
+                    sock.sendall(tunnel.request())
+                    while leftover is None:
+                        sock.settimeout(max(end - monotonic(), 0.001))
+                        leftover = tunnel.receive(sock.recv(65536))
+                if action.tls is not None:
+                    if leftover:
+                        raise ProxyError("unexpected bytes from the proxy before TLS")
+                    context = self._ssl or client_ssl_context(action.tls)
                     sock.settimeout(max(end - monotonic(), 0.001))
-                    leftover = tunnel.receive(sock.recv(65536))
-            if action.tls is not None:
-                if leftover:
-                    raise ProxyError("unexpected bytes from the proxy before TLS")
-                context = self._ssl or client_ssl_context(action.tls)
-                sock.settimeout(max(end - monotonic(), 0.001))
-                sock = context.wrap_socket(sock, server_hostname=action.server_hostname)
-            sock.setblocking(False)
-        except BaseException as exc:
-            if sock is not None:
-                sock.close()
-            if not isinstance(exc, OSError | ValueError):
-                raise
+                    sock = context.wrap_socket(sock, server_hostname=action.server_hostname)
+                sock.setblocking(False)
+                stack.pop_all()
+        except (OSError, ValueError) as exc:
             detail = str(exc) or type(exc).__name__
             self._core.connection_failed(detail, monotonic(), **classify_os_error(exc))
             return
@@ -305,7 +290,7 @@ class Client(_Channel, SyncClient):
 def connect(
     url: str,
     *,
-    ssl: _ssl.SSLContext | None = None,
+    ssl: SSLContext | None = None,
     proxy: str | None = None,
     wait_open: bool = True,
     open_timeout: float | None = None,
@@ -334,14 +319,9 @@ class ServerWebSocket(_Channel, SyncSession):
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
         _Channel.__init__(self, server._lock, session)
-        self._opened = threading.Event()  # the handshake completed: the handler may start
+        ready = self._opened = threading.Event()  # set once the handshake completed
         SyncSession.__init__(
-            self,
-            session,
-            clock=monotonic,
-            wake=self._wake,
-            opened=self._opened.set,
-            reading=self._wake,
+            self, session, clock=monotonic, wake=self._wake, opened=ready.set, reading=self._wake
         )
         self._sock, self.remote_address = sock, address
         self._ended = lambda error, now: session.receive_eof(now)
@@ -349,10 +329,7 @@ class ServerWebSocket(_Channel, SyncSession):
     def _act(self) -> bool:
         if self._session.should_close_transport:
             self._close_socket(flush=True)  # RFC 6455 section 7.1.1: the server closes TCP
-        return False
-
-    def _deadline(self) -> float | None:
-        return self._session.next_deadline() if self._sock is not None else None
+        return self._dispatch_events()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close (RFC 6455 section 7.1.2) and wait until the transport is closed."""
@@ -364,22 +341,25 @@ class ServerWebSocket(_Channel, SyncSession):
         return True if self._sock is None else None
 
 
+_Handler = Callable[[ServerWebSocket], object]
+
+
 class Server(ServerDriver):
     """A running server: accept loop in a background thread, one thread per connection."""
 
     def __init__(
         self,
         listener: socket.socket,
-        handler: Callable[[ServerWebSocket], object],
+        handler: _Handler,
         config: ServerConfig,
-        ssl: _ssl.SSLContext | None,
+        ssl: SSLContext | None,
     ) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._lock = threading.RLock()  # guards the hub and every connection's core
         self._listener, self._handler, self._ssl, self.config = listener, handler, ssl, config
         self.host, self.port = listener.getsockname()[:2]
-        self._conns: set[ServerWebSocket] = set()
-        self._threads: set[threading.Thread] = set()
+        #: Connection threads and, once the TLS handshake is done, their WebSocket.
+        self._conns: dict[threading.Thread, ServerWebSocket | None] = {}
         self._stopped = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._accepter = threading.Thread(target=self._accept, name="zenws-accept", daemon=True)
@@ -400,7 +380,7 @@ class Server(ServerDriver):
                     continue
                 thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
                 with self._lock:
-                    self._threads.add(thread)
+                    self._conns[thread] = None
                 thread.start()
 
     def _run(self, sock: socket.socket, address: Any) -> None:
@@ -414,8 +394,8 @@ class Server(ServerDriver):
             sock.setblocking(False)
             with self._lock:
                 ws = ServerWebSocket(self, sock, address, self.hub.session(monotonic()))
-                self._conns.add(ws)
-            ws._until(lambda: True if ws._opened.is_set() or ws._sock is None else None, None)
+                self._conns[threading.current_thread()] = ws
+            ws._until(lambda: ws._opened.is_set() or ws._gone(), None)
             if ws._opened.is_set():
                 error = None
                 try:
@@ -430,10 +410,9 @@ class Server(ServerDriver):
         finally:
             with self._lock:
                 if ws is not None:
-                    self._conns.discard(ws)
                     ws._close_socket(flush=False)
                     ws._release()
-                self._threads.discard(threading.current_thread())
+                del self._conns[threading.current_thread()]
             sock.close()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -445,7 +424,7 @@ class Server(ServerDriver):
             for closing in (self._listener, self._wake_r, self._wake_w):
                 closing.close()
         with self._lock:
-            conns = list(self._conns)
+            threads, conns = list(self._conns), [ws for ws in self._conns.values() if ws]
             end = monotonic() + self._begin_shutdown(conns, timeout)
             for ws in conns:
                 ws._closing = True
@@ -457,8 +436,6 @@ class Server(ServerDriver):
                 if ws._sock is not None:  # the deadline passed: drop it without a handshake
                     ws._lost(TimeoutError("server shutdown deadline"), monotonic())
                     ws._process(monotonic())
-        with self._lock:
-            threads = list(self._threads)
         for thread in threads:
             thread.join(max(end - monotonic(), 0.0) + 1.0)
 
@@ -479,7 +456,7 @@ def serve(
     port: int,
     handler: Callable[[ServerWebSocket], object],
     *,
-    ssl: _ssl.SSLContext | None = None,
+    ssl: SSLContext | None = None,
     config: ServerConfig | None = None,
     **options: Any,
 ) -> Server:
