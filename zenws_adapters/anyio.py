@@ -5,12 +5,13 @@ stream and the core, sleeps until the core's next deadline (``CancelScope(deadli
 and calls user code.  The public API is ``_api``'s; event dispatch, waiters and the inbox
 are ``_driver``'s; reconnects, heartbeats, queueing, routing and timeouts the core's.
 Writers send through ``await stream.send(...)`` under one lock, so a slow peer slows the
-sender down (backpressure).  Internal task groups never leak an ``ExceptionGroup``: user
-handler errors are logged, transport errors become core news.
+sender down (backpressure).  No ``ExceptionGroup`` leaves the adapter: the background tasks
+log user handler errors and turn transport errors into core news.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import ssl as _ssl
@@ -23,14 +24,7 @@ import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSListener, TLSStream
 
-from zenws_core import (
-    ClientState,
-    CloseTransport,
-    OpenTransport,
-    ReconnectingClient,
-    ServerConfig,
-    ServerSession,
-)
+from zenws_core import ClientState, OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
 from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
@@ -39,22 +33,24 @@ from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log, 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
 T = TypeVar("T")
-R = TypeVar("R")
-_Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
 #: The core's clock.  Not ``anyio.current_time``: on asyncio with uvloop that is the loop's
 #: cached millisecond clock, too coarse for round trips; deadlines are converted in ``_drive``.
 _now = time.monotonic
 _Machine = ReconnectingClient[Handler] | ServerSession
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-_background: set[Any] = set()  # asyncio tasks started by ``await connect()``/``await serve()``
+_background: set[Any] = set()  # the asyncio tasks of ``_spawn``
 
 
 def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Start ``run`` outside any task group (``await connect()`` without ``async with``)."""
+    """Start a client's or server's background task, which ``close``/``shutdown`` ends.
+
+    A Trio system task (in the caller's context) or an asyncio task: ``await connect()``
+    returns while it runs, and no task group of ours wraps the user's ``async with`` body.
+    """
     if sniffio.current_async_library() == "trio":
         import trio
 
-        trio.lowlevel.spawn_system_task(run)
+        trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
     else:
         import asyncio
 
@@ -91,9 +87,11 @@ class _Driven:
     _ended: Callable[[], bool]  # the loop ends: the transport is done with
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
 
-    def _init_stream(self, machine: _Machine, stream: Any, close_timeout: float | None) -> None:
+    def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None, **hooks: Any):
+        hooks.update(clock=_now, wake=self._wake, reading=self._reading)
+        super().__init__(machine, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
-        self._broken: BaseException | None = None
+        self._broken: BaseException | None = None  # a write error, for the loop to report
         self._write_lock = anyio.Lock()
         self._changed = anyio.Event()
         self._wait_scope: anyio.CancelScope | None = None
@@ -173,7 +171,7 @@ class _Driven:
         self._machine.data_to_send()  # bytes for the stream just closed: nowhere to go
 
     async def _drive(self) -> None:
-        """Read into the core, call its timer at its deadline, while ``_service`` says so."""
+        """Read into the core and call its timer at its deadline until ``_ended()``."""
         machine = self._machine
         while True:
             self._after_call()
@@ -190,11 +188,9 @@ class _Driven:
             with anyio.CancelScope(deadline=wake_at) as self._wait_scope:
                 if self._poked or self._broken is not None:
                     self._wait_scope.cancel()
-                try:
-                    if stream is None or self._reading_paused:  # paused: the inbox is full
-                        await anyio.sleep_forever()
-                    else:
-                        result = await stream.receive()
+                try:  # nothing to read while the inbox is full (paused) or between transports
+                    idle = stream is None or self._reading_paused
+                    result = await (anyio.sleep_forever() if idle else stream.receive())
                 except (anyio.EndOfStream, _ssl.SSLError, *_TRANSPORT_ERRORS) as exc:
                     result = exc
             self._wait_scope, self._wait_deadline = None, math.inf
@@ -222,14 +218,14 @@ class Client(_Driven, AsyncClient):
     def __init__(
         self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
     ) -> None:
-        self._init_stream(core, None, core.config.connection.close_timeout)
-        super().__init__(core, clock=_now, wake=self._wake, reading=self._reading, run=self._call)
+        super().__init__(core, None, core.config.connection.close_timeout, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._run_scope = anyio.CancelScope()
         self._connect_scope = anyio.CancelScope()
         self._generation = 0
         self._closing = False
         self._done = anyio.Event()
+        _spawn(self._run)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2) and wait until the transport is gone."""
@@ -239,8 +235,10 @@ class Client(_Driven, AsyncClient):
             await self._submit(lambda now: self._core.close(code, reason, now=now), ready=True)
             self._poke()
             await self._done.wait()
-        finally:  # cancelled while closing: the background task ends at once
+        finally:  # cancelled while closing: the background task ends at once; wait for it
             self._run_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
 
     def _call(self, handler: Handler, argument: Any) -> None:
         """The driver's ``run`` hook: an async handler runs as a task of the client."""
@@ -265,58 +263,63 @@ class Client(_Driven, AsyncClient):
             self._wake()
 
     def _ended(self) -> bool:
-        return self._closing and self._core.state is ClientState.CLOSED
+        return self._closing and self._closed
 
-    async def _perform(self, action: OpenTransport | CloseTransport) -> None:
+    async def _perform(self, action: Any) -> None:
         if isinstance(action, OpenTransport):
             await self._open(action)
-        elif action.generation == self._generation:
+        elif action.generation == self._generation:  # CloseTransport of the current stream
             await self._drop_stream(graceful=True)
 
     async def _open(self, action: OpenTransport) -> None:
-        """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``."""
-        self._generation, host, port, tls = action.generation, action.host, action.port, action.tls
-        with anyio.CancelScope() as self._connect_scope:  # close() abandons a connect
+        """Connect for the core (``connection_made``/``connection_failed``); ``close`` cancels."""
+        self._generation = action.generation
+        with anyio.CancelScope() as self._connect_scope:
             if self._closing:
                 self._connect_scope.cancel()
             try:
                 with anyio.fail_after(action.timeout):
-                    if tls is not None:
-                        self._ssl = self._ssl or client_ssl_context(tls)
-                    proxy = proxy_for(host, tls is not None, proxy=self._proxy)
-                    target = (host, port) if proxy is None else (proxy.host, proxy.port)
-                    self._stream = stream = await anyio.connect_tcp(*target)
-                    leftover: bytes | None = None if proxy else b""
-                    if proxy is not None:
-                        tunnel = ConnectTunnel(proxy, host, port)
-                        await stream.send(tunnel.request())
-                    while leftover is None:
-                        try:
-                            leftover = tunnel.receive(await stream.receive())
-                        except anyio.EndOfStream:
-                            leftover = tunnel.receive(b"")
-                    if tls is not None:
-                        if leftover:
-                            raise ConnectionError("proxy sent data before the TLS handshake")
-                        hostname, context = action.server_hostname, self._ssl
-                        self._stream = await TLSStream.wrap(
-                            stream,
-                            hostname=hostname,
-                            ssl_context=context,
-                            standard_compatible=False,
-                        )
+                    leftover = await self._connect(action)
             except Exception as exc:
                 await self._drop_stream(graceful=False)
                 root = _root(exc)
                 kinds = classify_os_error(root)
                 self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
                 return
-        if self._connect_scope.cancelled_caught or self._core.state is not ClientState.CONNECTING:
+        if self._core.state is not ClientState.CONNECTING:  # closed (or cancelled) meanwhile
             await self._drop_stream(graceful=False)
         else:
             self._core.connection_made(_now())
             if leftover:
                 self._core.receive_data(leftover, _now())
+
+    async def _connect(self, action: OpenTransport) -> bytes:
+        """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``.
+
+        Returns the bytes the proxy passed on after its answer (the server's first bytes).
+        """
+        if action.tls is not None:
+            self._ssl = self._ssl or client_ssl_context(action.tls)
+        proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
+        target = (action.host, action.port) if proxy is None else (proxy.host, proxy.port)
+        self._stream = stream = await anyio.connect_tcp(*target)
+        leftover: bytes | None = None if proxy else b""
+        if proxy is not None:
+            tunnel = ConnectTunnel(proxy, action.host, action.port)
+            await stream.send(tunnel.request())
+        while leftover is None:
+            try:
+                leftover = tunnel.receive(await stream.receive())
+            except anyio.EndOfStream:
+                leftover = tunnel.receive(b"")
+        if action.tls is not None:
+            if leftover:
+                raise ConnectionError("proxy sent data before the TLS handshake")
+            hostname, context = action.server_hostname, self._ssl
+            self._stream = await TLSStream.wrap(
+                stream, hostname=hostname, ssl_context=context, standard_compatible=False
+            )
+        return leftover
 
 
 def connect(
@@ -327,7 +330,7 @@ def connect(
     wait_open: bool = True,
     open_timeout: float | None = None,
     **options: Any,
-) -> _Starter[Client]:
+) -> Opening[Client]:
     """``async with connect(url) as client`` or ``client = await connect(url)``.
 
     ``options`` are ``ClientConfig`` fields (or ``config=``) and the core's ``rng``,
@@ -336,14 +339,13 @@ def connect(
     """
     core = build_core(url, options)
 
-    async def start(spawn: _Spawn) -> Client:
+    async def start() -> Client:
         client = Client(core, ssl, proxy)
-        spawn(client._run)
         if wait_open:
             await client._wait_open(open_timeout)
         return client
 
-    return _Starter(start)
+    return Opening(start)
 
 
 # =========================================================================== server
@@ -353,10 +355,8 @@ class ServerWebSocket(_Driven, AsyncSession):
     """One opened WebSocket connection of a ``Server``, given to the handler."""
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
-        session = server.hub.session(_now())
-        self._init_stream(session, stream, server.hub.config.connection.close_timeout)
-        opened, reading = self._opened, self._reading
-        super().__init__(session, clock=_now, wake=self._wake, opened=opened, reading=reading)
+        session, timeout = server.hub.session(_now()), server.hub.config.connection.close_timeout
+        super().__init__(session, stream, timeout, opened=self._opened)
         self._server = server
         self.remote_address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
 
@@ -415,20 +415,24 @@ class Server(AsyncServer):
         self._accepting = anyio.CancelScope()
         self._connections = anyio.CancelScope()
         self._done = anyio.Event()
+        _spawn(self._run)
 
     async def serve_forever(self) -> None:
         await self._done.wait()
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Close every connection with 1001, wait up to the timeout, then drop the rest."""
-        self._accepting.cancel()
-        limit = self._begin_shutdown(self._sockets, timeout)
-        for ws in self._sockets:
-            ws._poke()
-        with anyio.move_on_after(limit):  # the connections end, or are cancelled
-            await self._done.wait()
-        self._connections.cancel()
-        await self._done.wait()
+        try:
+            self._accepting.cancel()
+            limit = self._begin_shutdown(self._sockets, timeout)
+            for ws in self._sockets:
+                ws._poke()
+            with anyio.move_on_after(limit):  # the connections end, or are cancelled
+                await self._done.wait()
+        finally:  # also when cancelled: nothing of the server outlives its shutdown
+            self._connections.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
 
     async def _run(self) -> None:
         try:
@@ -452,49 +456,12 @@ def serve(
     ssl: _ssl.SSLContext | None = None,
     config: ServerConfig | None = None,
     **fields: Any,
-) -> _Starter[Server]:
+) -> Opening[Server]:
     """``async with serve(host, port, handler) as server`` or ``server = await serve(...)``."""
     final = server_config(config, fields)
 
-    async def start(spawn: _Spawn) -> Server:
+    async def start() -> Server:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        server = Server(handler, final, listener, ssl)
-        spawn(server._run)
-        return server
+        return Server(handler, final, listener, ssl)
 
-    return _Starter(start)
-
-
-class _Starter(Opening[R]):
-    """What ``connect``/``serve`` return: ``await`` it, or ``async with`` it.
-
-    ``async with`` owns a task group for the background task and closes on exit;
-    ``await`` runs it as a system task (Trio) or a plain task (asyncio) until closed.
-    """
-
-    def __init__(self, start: Callable[[_Spawn], Coroutine[Any, Any, R]]) -> None:
-        super().__init__(lambda: start(_spawn))
-        self._start_in = start
-
-    async def __aenter__(self) -> R:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        try:
-            self._object = await self._start_in(self._tg.start_soon)
-        except BaseException:
-            await self.__aexit__()
-            raise
-        return self._object  # type: ignore[no-any-return]
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Close, then leave the task group; a lone error comes out as itself, not as a group."""
-        try:
-            await super().__aexit__(*exc_info)
-        finally:
-            try:
-                await self._tg.__aexit__(None, None, None)
-            except BaseExceptionGroup as group:
-                inner: BaseException = group
-                while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
-                    inner = inner.exceptions[0]
-                raise inner from None
+    return Opening(start)
