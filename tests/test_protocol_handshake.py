@@ -16,6 +16,7 @@ from tests.test_protocol_helpers import (
     response_101,
     seeded_mask,
 )
+from zenws_core import _handshake
 from zenws_core._config import ConnectionConfig
 from zenws_core._events import (
     CloseCause,
@@ -27,7 +28,7 @@ from zenws_core._events import (
     Rejected,
     RequestReceived,
 )
-from zenws_core._handshake import accept_token, http_response
+from zenws_core._handshake import accept_token, decode_headers, http_response
 from zenws_core._protocol import (
     ClientConnection,
     ConnectionState,
@@ -619,3 +620,44 @@ def test_pump_full_handshake_and_message() -> None:
     client_events, _ = pump(client, server)
     assert isinstance(client_events[0], Opened)
     assert client_events[1] == MessageReceived("welcome")
+
+
+# ------------------------------------------------------------------ header strings shared
+
+
+@pytest.fixture
+def empty_header_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_handshake, "_NAMES", {})
+    monkeypatch.setattr(_handshake, "_PAIRS", {})
+
+
+@pytest.mark.usefixtures("empty_header_caches")
+def test_decoded_headers_share_common_pairs_between_connections() -> None:
+    raw = [
+        (b"host", b"example.com"),
+        (b"upgrade", b"websocket"),
+        (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        (b"x-custom", b"\xe9t\xe9"),
+    ]
+    first, second = decode_headers(raw), decode_headers(list(raw))
+    assert first == (
+        ("host", "example.com"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("x-custom", "\u00e9t\u00e9"),  # latin-1, as h11 hands bytes over
+    )
+    assert first == second
+    assert first[0] is second[0]  # a header whose value is usually the same: one pair
+    assert first[1] is second[1]
+    assert first[2] is not second[2]  # a per-connection value is decoded each time
+    assert first[2][0] is second[2][0]  # ... under a shared name
+    assert first[3][0] is second[3][0]
+
+
+@pytest.mark.usefixtures("empty_header_caches")
+def test_header_caches_stay_bounded() -> None:
+    for i in range(2 * _handshake._CACHE_LIMIT):
+        headers = decode_headers([(b"x-name-%d" % i, b"v"), (b"host", b"h%d" % i)])
+        assert headers == ((f"x-name-{i}", "v"), ("host", f"h{i}"))
+    assert len(_handshake._NAMES) <= _handshake._CACHE_LIMIT
+    assert len(_handshake._PAIRS) <= _handshake._CACHE_LIMIT

@@ -83,34 +83,43 @@ _SHARED_VALUES = frozenset(
         b"accept-language",
     )
 )
-_STRINGS: dict[bytes, str] = {}
-_STRINGS_LIMIT = 512
+_NAMES: dict[bytes, str] = {}
+_PAIRS: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+#: Bound of each cache; once full, new names and pairs are decoded as usual.
+_CACHE_LIMIT = 512
 
 
-def _shared(raw: bytes) -> str:
-    """``raw`` decoded, one ``str`` object per distinct value while the cache has room."""
-    text = _STRINGS.get(raw)
+def _name(raw: bytes) -> str:
+    """A header name decoded, one ``str`` object per distinct name while the cache has room."""
+    text = _NAMES.get(raw)
     if text is None:
         text = raw.decode("latin-1")
-        if len(_STRINGS) < _STRINGS_LIMIT and len(raw) <= 256:
-            _STRINGS[raw] = text
+        if len(_NAMES) < _CACHE_LIMIT and len(raw) <= 64:
+            _NAMES[raw] = text
     return text
+
+
+def _pair(name: bytes, value: bytes) -> tuple[str, str]:
+    if name not in _SHARED_VALUES or len(value) > 256:
+        return (_name(name), value.decode("latin-1"))
+    key = (name, value)
+    pair = _PAIRS.get(key)
+    if pair is None:
+        pair = (_name(name), value.decode("latin-1"))
+        if len(_PAIRS) < _CACHE_LIMIT:
+            _PAIRS[key] = pair
+    return pair
 
 
 def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     """h11 headers (already lower-cased names) as ``str`` pairs.
 
-    Every connection keeps its handshake headers; names, and the values of headers that
-    rarely differ between connections (``_SHARED_VALUES``), are shared between them
-    instead of decoded into new strings each time (about 1 KB per idle connection).
+    Every connection keeps its handshake headers; names, and the whole pairs of headers
+    whose values rarely differ between connections (``_SHARED_VALUES``), are shared
+    between connections instead of decoded into new objects each time (about 1 KB per
+    idle connection).
     """
-    return tuple(
-        (
-            _shared(name),
-            _shared(value) if name in _SHARED_VALUES else value.decode("latin-1"),
-        )
-        for name, value in raw
-    )
+    return tuple(_pair(name, value) for name, value in raw)
 
 
 def header_values(headers: Headers, name: str) -> list[str]:
