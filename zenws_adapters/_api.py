@@ -169,6 +169,15 @@ class AsyncSession(SessionDriver, _AsyncCommon):
     async def __aenter__(self) -> AsyncSession:
         return self
 
+    async def _run_handler(self, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Await the application's ``handler(self)``; then close 1000, or 1011 if it raised."""
+        error = None
+        try:
+            await handler(self)
+        except Exception as exc:
+            error = exc
+        await self._submit(lambda now: self._handler_done(error))
+
 
 class AsyncServer(ServerDriver):
     """``async with`` for servers: the exit shuts down (1001 to every connection)."""
