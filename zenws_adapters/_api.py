@@ -18,14 +18,14 @@ Waiters are the driver's ``Pending`` slots, checked after each wake-up.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from zenws_core import ClientEvent, Envelope
 
 from ._driver import ClientDriver, Pending, ServerDriver, SessionDriver, encode_json
 from ._errors import ConnectionClosed
 
-__all__ = ["AsyncClient", "AsyncServer", "AsyncSession", "SyncClient", "SyncSession"]
+__all__ = ["AsyncClient", "AsyncServer", "AsyncSession", "SyncClient", "SyncServer", "SyncSession"]
 
 T = TypeVar("T")
 
@@ -309,3 +309,25 @@ class SyncSession(SessionDriver, _SyncCommon):
 
     def __enter__(self) -> SyncSession:
         return self
+
+    def _run_handler(self, handler: Callable[[Any], Any]) -> None:
+        """Call the application's ``handler(self)``; then close 1000, or 1011 if it raised."""
+        error = None
+        try:
+            handler(self)
+        except Exception as exc:
+            error = exc
+        self._submit(lambda now: self._handler_done(error))
+
+
+class SyncServer(ServerDriver):
+    """``with`` for blocking servers: the exit shuts down (1001 to every connection)."""
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
