@@ -12,10 +12,9 @@ change.  ``now`` is ``time.monotonic()``, the clock curio's kernel sleeps on.
 from __future__ import annotations
 
 import contextlib
-import socket as _socket
 import ssl as _ssl
-from collections import deque
 from collections.abc import Awaitable, Callable
+from socket import AF_INET, AF_INET6, IPPROTO_TCP, SOCK_STREAM, TCP_NODELAY
 from time import monotonic
 from typing import Any, TypeVar, cast
 
@@ -34,6 +33,8 @@ T = TypeVar("T")
 READ_SIZE = 256 * 1024
 #: Seconds a dropped transport may take to write its last bytes before it is cut.
 CLOSE_GRACE = 5.0
+#: Seconds the timer task sleeps when the core has no deadline (an earlier one wakes it).
+IDLE = 3600.0
 
 
 class _Transport:
@@ -49,7 +50,7 @@ class _Transport:
         self.sock: Any = None
         self.reader: Any = None
         self.writer: Any = None
-        self.final = b""
+        self.final = self.rest = b""  # bytes to write last; bytes read ahead (after CONNECT)
         self.closing = False
         self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
@@ -60,9 +61,7 @@ class _Transport:
         (``curio.socket.create_connection`` leaves that socket open).
         """
         error = OSError(f"{host} resolves to no address")
-        for *spec, _, address in await curio.socket.getaddrinfo(
-            host, port, type=_socket.SOCK_STREAM
-        ):
+        for *spec, _, address in await curio.socket.getaddrinfo(host, port, type=SOCK_STREAM):
             self.sock = curio.socket.socket(*spec)
             try:
                 await self.sock.connect(address)
@@ -84,21 +83,21 @@ class _Transport:
     async def run(self) -> None:
         """The reader task, once ``sock`` is up: start the writer, read until the end."""
         with contextlib.suppress(OSError):  # not a TCP socket
-            self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self.sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         self.writer = await curio.spawn(self._write_loop, daemon=True)
         while not self.closing:
             # backpressure: wait while the inbox is full
             await self.owner._until(lambda: self.closing or not self.owner._reading_paused or None)
             try:
-                data: bytes | BaseException = await self.sock.recv(READ_SIZE)
+                data: bytes | BaseException = self.rest or await self.sock.recv(READ_SIZE)
+                self.rest = b""
             except OSError as exc:
                 data = exc
             async with curio.disable_cancellation():  # closing never cuts event delivery
                 await self.owner._feed(self, data)  # b"" is EOF
             if not isinstance(data, bytes) or not data:
                 break
-            if self.owner._inbox:
-                await curio.sleep(0)  # let the application take what arrived before reading on
+            await curio.sleep(0)  # let the application take what arrived before reading on
         await self.shut()  # nothing more will be read
 
     async def _write_loop(self) -> None:
@@ -145,9 +144,8 @@ class _Curio:
 
     _transport: _Transport | None
     _reading_paused: bool
-    _inbox: deque[str | bytes]
-    _drive: Callable[[], Awaitable[None]]
-    _feed: Callable[[_Transport, bytes | BaseException], Awaitable[None]]
+    _step: Callable[[], Awaitable[None]]
+    _lost: Callable[[_Transport, BaseException | None], Awaitable[None]]
 
     def __init__(self, io: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
         hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
@@ -192,8 +190,21 @@ class _Curio:
             while self._io.writing_paused and (t := self._transport) and not t.closing:
                 await t.progress.wait()
 
-    async def _settled(self) -> None:
-        """The end of every ``_drive``: kick the writer, wake waiting tasks, re-arm the timer."""
+    async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
+        """Bytes read from ``t`` go to the core; EOF (``b""``) or an error to ``_lost``.
+
+        News from a transport the core has moved past is ignored.
+        """
+        if t is self._transport:
+            if isinstance(data, bytes) and data:
+                self._io.receive_data(data, monotonic())
+            else:
+                await self._lost(t, None if isinstance(data, bytes) else data)
+            await self._drive()
+
+    async def _drive(self) -> None:
+        """After any input: ``_step`` (actions, events), kick the writer, wake, re-arm the timer."""
+        await self._step()
         if self._transport is not None:
             await self._transport.kick.set()
         await self._notify()
@@ -206,10 +217,8 @@ class _Curio:
         while True:
             self._alarm.clear()
             self._sleeping_until = deadline = self._io.next_deadline()
-            if deadline is None:
-                await self._alarm.wait()
-            else:
-                await curio.ignore_after(max(deadline - monotonic(), 0), self._alarm.wait())
+            delay = IDLE if deadline is None else max(deadline - monotonic(), 0.0)
+            await curio.ignore_after(delay, self._alarm.wait())
             if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
@@ -242,8 +251,8 @@ class Client(_Curio, AsyncClient):
         if self._runner is not None and self._runner is not await curio.current_task():
             await self._runner.wait()  # queued async handlers finish
 
-    async def _drive(self) -> None:
-        """After any input: transport actions, events and user code, then ``_settled``."""
+    async def _step(self) -> None:
+        """Transport actions, events and user code (a runner task for async handlers)."""
         for action in self._core.actions():
             t = self._transport
             if isinstance(action, OpenTransport):
@@ -255,18 +264,16 @@ class Client(_Curio, AsyncClient):
         self._dispatch_events()
         if self._user.pending and (self._runner is None or self._runner.terminated):
             self._runner = await curio.spawn(self._user.run, daemon=True)
-        await self._settled()
 
     async def _open(self, t: _Transport, action: OpenTransport) -> None:
         """The reader task of one transport: TCP, proxy ``CONNECT``, TLS; then read."""
-        rest = b""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
             end = proxy or action  # TCP to the proxy, or straight to the server
             await t.connect(end.host, end.port)
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
-                rest = await tunnel.exchange(t.sock.sendall, t.sock.recv)
+                t.rest = await tunnel.exchange(t.sock.sendall, t.sock.recv)
             if action.tls is not None:
                 await t.start_tls(
                     self._ssl or client_ssl_context(action.tls), action.server_hostname
@@ -274,7 +281,6 @@ class Client(_Curio, AsyncClient):
         except Exception as exc:  # refused, DNS, TLS, proxy: the core decides what follows
             await t.abort()
             if self._transport is t:
-                self._transport = None
                 flags = classify_os_error(exc)
                 self._core.connection_failed(str(exc) or type(exc).__name__, monotonic(), **flags)
                 await self._drive()
@@ -284,22 +290,15 @@ class Client(_Curio, AsyncClient):
             return
         async with curio.disable_cancellation():
             self._core.connection_made(monotonic())
-            if rest:
-                self._core.receive_data(rest, monotonic())
             await self._drive()
         await t.run()
 
-    async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
-        if self._transport is not t:
-            return
-        if isinstance(data, bytes) and data:
-            self._core.receive_data(data, monotonic())
-        else:  # EOF (no error) or error: the core considers the transport gone
-            error = None if isinstance(data, bytes) else str(data) or type(data).__name__
-            self._core.connection_lost(error, monotonic())
-            self._transport, self._last = None, t
-            await t.shut()
-        await self._drive()
+    async def _lost(self, t: _Transport, error: BaseException | None) -> None:
+        """EOF or an error: the core considers the transport gone, so it closes."""
+        message = None if error is None else str(error) or type(error).__name__
+        self._core.connection_lost(message, monotonic())
+        self._transport, self._last = None, t
+        await t.shut()
 
 
 def connect(
@@ -347,22 +346,17 @@ class ServerWebSocket(_Curio, AsyncSession):
     def _opened(self) -> None:
         self._open = True
 
-    async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
-        """Bytes in; EOF, an error or the transport's end: the session ends (``Closed``)."""
-        if isinstance(data, bytes) and data:
-            self._session.receive_data(data, monotonic())
-        else:
-            self._session.receive_eof(monotonic())
-            self._dispatch_events()  # the final ``Closed`` (its code) before the safety net
-            self._mark_closed()
-        await self._drive()
+    async def _lost(self, t: _Transport, error: BaseException | None) -> None:
+        """EOF, an error or the transport's end: the session ends (``Closed``)."""
+        self._session.receive_eof(monotonic())
+        self._dispatch_events()  # the final ``Closed`` (its code) before the safety net
+        self._mark_closed()
 
-    async def _drive(self) -> None:
-        """After any input: events, then the transport's end once the session asks; ``_settled``."""
+    async def _step(self) -> None:
+        """Events, then the transport's end once the session asks for it."""
         self._dispatch_events()
         if self._session.should_close_transport:
             await self._transport.shut(self._session.data_to_send())
-        await self._settled()
 
     async def _serve(self, sock: Any) -> None:
         """The connection task: TLS, the reader, the handler once open; the end.
@@ -380,12 +374,7 @@ class ServerWebSocket(_Curio, AsyncSession):
             t.reader = await curio.spawn(t.run, daemon=True)
             await self._until(lambda: self._open or self.closed or None)
             if self._open:
-                error = None
-                try:
-                    await self._server._handler(self)
-                except Exception as exc:
-                    error = exc
-                await self._submit(lambda now: self._handler_done(error))
+                await self._run_handler(self._server._handler)
             await t.done.wait()
         except OSError as exc:  # from the TLS handshake
             log.debug("zenws TLS handshake from %s failed: %s", self.remote_address, exc)
@@ -455,7 +444,7 @@ def serve(
     config = server_config(config, options)
 
     async def start() -> Server:
-        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        family = AF_INET6 if ":" in host else AF_INET
         sock = curio.network.tcp_server_socket(host, port, family, backlog=1024, reuse_address=True)
         server = Server(sock, handler, ssl, config)
         server._acceptor = await curio.spawn(server._accept, daemon=True)
