@@ -30,6 +30,7 @@ __all__ = [
     "classify_os_error",
     "client_ssl_context",
     "proxy_for",
+    "root_cause",
     "server_ssl_context",
 ]
 
@@ -110,6 +111,18 @@ def classify_os_error(exc: BaseException) -> dict[str, bool]:
     ):
         return {"refused": True}
     return {}
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error under wrappers (``raise Wrapper from cause``; a group stands for its first).
+
+    Runtimes wrap connect errors (anyio: ``OSError("All connection attempts failed")`` from a
+    group of per-address errors); the root's type and errno are what ``classify_os_error``
+    and the failure's detail need.
+    """
+    while (cause := exc.__cause__) is not None:
+        exc = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
+    return exc
 
 
 # --------------------------------------------------------------------------- proxies
