@@ -17,16 +17,17 @@ import socket
 import ssl as _ssl
 import threading
 from collections.abc import Callable
+from functools import partial
 from ssl import SSLContext
 from time import monotonic
 from typing import Any, TypeVar
 
 from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
-from ._api import SyncClient, SyncSession
+from ._api import SyncClient, SyncServer, SyncSession
 from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
 from ._driver import INBOX_LIMIT as INBOX_LIMIT
-from ._driver import Handler, ServerDriver, _Inbox, build_core, call_user, server_config
+from ._driver import Handler, _Inbox, build_core, call_user, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -109,10 +110,9 @@ class _Channel(_Inbox):
         with self._lock:
             now = monotonic()
             self._process(now)
-            sock, deadline, wait = self._sock, self._conn.next_deadline(), limit
-            if deadline is not None:
-                until = max(0.0, deadline - now)
-                wait = until if wait is None else min(wait, until)
+            sock, deadline = self._sock, self._conn.next_deadline()
+            due = None if deadline is None else max(0.0, deadline - now)
+            wait = min((w for w in (limit, due) if w is not None), default=None)
             selector, mask = _Selector(), 0
             if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
                 selector.register(self._wake_r, _READ)
@@ -224,7 +224,7 @@ class Client(_Channel, SyncClient):
         SyncClient.__init__(
             self, core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._later
         )
-        self._ssl, self._proxy, self._generation = ssl, proxy, 0
+        self._ssl, self._proxy = ssl, proxy
         self._ended = core.connection_lost
 
     def _act(self) -> bool:
@@ -232,14 +232,14 @@ class Client(_Channel, SyncClient):
         for action in actions:
             if isinstance(action, OpenTransport):
                 self._open(action)
-            elif action.generation == self._generation:
+            else:  # actions are done in order: a CloseTransport is for the current socket
                 self._close_socket(flush=True)
         return self._dispatch_events() or bool(actions)
 
     def _open(self, action: OpenTransport) -> None:
         """TCP (each resolved address in turn), CONNECT through a proxy, TLS; tell the core."""
         self._close_socket(flush=False)
-        self._generation, end = action.generation, monotonic() + action.timeout
+        end = monotonic() + action.timeout
         try:
             with contextlib.ExitStack() as stack:  # closes the socket if a step fails
                 proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
@@ -344,7 +344,7 @@ class ServerWebSocket(_Channel, SyncSession):
 _Handler = Callable[[ServerWebSocket], object]
 
 
-class Server(ServerDriver):
+class Server(SyncServer):
     """A running server: accept loop in a background thread, one thread per connection."""
 
     def __init__(
@@ -397,13 +397,7 @@ class Server(ServerDriver):
                 self._conns[threading.current_thread()] = ws
             ws._until(lambda: ws._opened.is_set() or ws._gone(), None)
             if ws._opened.is_set():
-                error = None
-                try:
-                    self._handler(ws)
-                except Exception as exc:
-                    error = exc
-                with self._lock:
-                    ws._handler_done(error)
+                ws._run_handler(self._handler)
             ws.close()
         except OSError as exc:
             log.debug("zenws: connection from %s ended: %s", address, exc)
@@ -431,24 +425,14 @@ class Server(ServerDriver):
                 ws._process(monotonic())
                 ws._wake()
         for ws in conns:  # drive them from here too: a busy handler may not be reading
-            ws._until(ws._gone, end - monotonic())
-            with self._lock:
-                if ws._sock is not None:  # the deadline passed: drop it without a handshake
-                    ws._lost(TimeoutError("server shutdown deadline"), monotonic())
-                    ws._process(monotonic())
+            if ws._until(ws._gone, end - monotonic()) is None:  # drop it without a handshake
+                ws._submit(partial(ws._lost, TimeoutError("server shutdown deadline")))
         for thread in threads:
             thread.join(max(end - monotonic(), 0.0) + 1.0)
 
     def serve_forever(self) -> None:
         """Block until ``shutdown()`` is called (from another thread or a signal handler)."""
-        self._stopped.wait()
         self._accepter.join()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
 
 
 def serve(
