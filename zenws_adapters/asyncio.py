@@ -10,7 +10,6 @@ queueing and timeouts the core's.  ``run(main)`` runs a coroutine on uvloop when
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from ssl import SSLContext
@@ -21,7 +20,7 @@ from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSe
 
 from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
-from ._driver import Handler, Opening, build_core, call_user, log, server_config
+from ._driver import Handler, InOrder, Opening, build_core, server_config
 from ._errors import ClientClosedError, ConnectError, ConnectionClosed, QueueFull, RequestTimeout
 
 __all__ = ["Client", "Connector", "Server", "ServerWebSocket", "connect", "run", "serve"]
@@ -30,10 +29,11 @@ __all__ += ["ClientClosedError", "ConnectError", "ConnectionClosed", "QueueFull"
 T = TypeVar("T")
 Connector = Opening  # what ``connect`` returns: ``await`` it for a ``Client``, or ``async with`` it
 WSHandler = Callable[["ServerWebSocket"], Awaitable[None]]
+Core = ReconnectingClient[Handler]
 
 
-class _Conn:
-    """The transport half shared by the client and a server connection.
+class _Conn(asyncio.Protocol):
+    """The transport half shared by the client and a server connection: its asyncio protocol.
 
     ``_sans`` is the sans-IO object (``ReconnectingClient`` or ``ServerSession``).  After
     every input ``_drive`` writes its bytes, performs the transport actions (``_act``),
@@ -47,7 +47,7 @@ class _Conn:
     _dispatch_events: Callable[[], bool]
     _act: Callable[[], None]
 
-    def __init__(self, sans: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
+    def __init__(self, sans: Core | ServerSession, **hooks: Any) -> None:
         self._loop = asyncio.get_running_loop()
         self._sans = sans
         self._transport: asyncio.Transport | None = None
@@ -58,18 +58,20 @@ class _Conn:
         hooks.update(clock=monotonic, wake=self._wake, reading=self._pause)
         super().__init__(sans, **hooks)  # type: ignore[call-arg]  # the driver, next in the MRO
 
-    def _input(self, data: bytes) -> None:
+    def data_received(self, data: bytes) -> None:
         self._sans.receive_data(data, monotonic())
         self._drive()
 
-    def _eof(self) -> None:
+    def eof_received(self) -> None:
         self._sans.receive_eof(monotonic())
         self._drive()
 
-    def _writing(self, paused: bool) -> None:
-        self._paused = paused
-        if not paused:
-            self._wake()
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
 
     def _pause(self, paused: bool) -> None:
         """The inbox filled up (stop reading the transport) or drained to half."""
@@ -97,11 +99,6 @@ class _Conn:
         self._sans.handle_timer(monotonic())
         self._drive()
 
-    def _change(self) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append(waiter)
-        return waiter
-
     def _wake(self) -> None:
         if self._waiters:
             waiters, self._waiters = self._waiters, []
@@ -109,9 +106,15 @@ class _Conn:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def _changed(self) -> asyncio.Future[None]:
+        """A future that ``_wake`` sets: await it to wait for "something changed"."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        return waiter
+
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (value := take()) is None:
-            await self._change()
+            await self._changed()
         return value
 
     async def _within(self, timeout: float | None, awaitable: Awaitable[T]) -> T:
@@ -119,8 +122,8 @@ class _Conn:
             return await awaitable
 
     async def _submit(self, call: Callable[[float], T]) -> T:
-        while self._paused:  # backpressure: wait until the transport drained
-            await self._change()
+        if self._paused:  # backpressure: wait until the transport drained
+            await self._until(lambda: None if self._paused else True)
         try:
             return call(monotonic())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
@@ -129,13 +132,13 @@ class _Conn:
     async def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message nothing else consumed; ``TimeoutError`` after ``timeout``.
 
-        ``ConnectionClosed`` once closed for good.  A waiting message is returned without
-        creating a future (``_until`` inlined: this is the hot path).
+        ``ConnectionClosed`` once closed for good.  ``_until`` inlined (the hot path): a
+        waiting message is returned at once, without a future or another coroutine.
         """
         if timeout is not None:
             return await self._within(timeout, self.recv())
         while (message := self._take()) is None:
-            await self._change()
+            await self._changed()
         return message
 
 
@@ -143,20 +146,21 @@ class _Conn:
 
 
 class _Protocol(asyncio.Protocol):
-    """Byte mover for one transport generation of a client; runs the HTTP CONNECT exchange."""
+    """One transport of a client: its callbacks reach the client while it is the current one.
 
-    def __init__(self, client: Client, generation: int) -> None:
-        self.client, self.generation = client, generation
+    Late callbacks of a transport the client has dropped are ignored.  Over a proxy it first
+    runs the HTTP CONNECT exchange (RFC 9110 section 9.3.6).
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
         self.tunnel: ConnectTunnel | None = None
         self.tunnelled: asyncio.Future[bytes] = client._loop.create_future()
 
-    def _current(self) -> bool:
-        return self.generation == self.client._generation and self.client._transport is not None
-
     def data_received(self, data: bytes) -> None:
         if self.tunnel is None:
-            if self._current():
-                self.client._input(data)
+            if self.client._protocol is self:
+                self.client.data_received(data)
             return
         try:
             if (rest := self.tunnel.receive(data)) is None:
@@ -167,33 +171,34 @@ class _Protocol(asyncio.Protocol):
         self.tunnel = None
 
     def eof_received(self) -> None:
-        if self._current():
-            self.client._eof()
+        if self.client._protocol is self:
+            self.client.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.tunnel is not None and not self.tunnelled.done():
             self.tunnelled.set_exception(exc or ProxyError("proxy closed the connection"))
-        if self._current():
-            self.client._lost(exc)
+        if self.client._protocol is self:
+            self.client.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.client._writing(True)
+        self.client.pause_writing()
 
     def resume_writing(self) -> None:
-        self.client._writing(False)
+        self.client.resume_writing()
 
 
 class Client(_Conn, AsyncClient):
-    """A resilient WebSocket client on asyncio; see ``connect``."""
+    """A resilient WebSocket client on asyncio; see ``connect``.
 
-    def __init__(
-        self, core: ReconnectingClient[Handler], ssl: SSLContext | None, proxy: str | None
-    ) -> None:
+    It is the protocol of its current transport (through that transport's ``_Protocol``).
+    """
+
+    def __init__(self, core: Core, ssl: SSLContext | None, proxy: str | None) -> None:
         super().__init__(core, run=self._call)
         self._ssl, self._proxy = ssl, proxy
-        self._generation = 0
-        self._opening: asyncio.Task[None] | None = None  # the connect of that generation
-        self._backlog: deque[Awaitable[Any]] = deque()
+        self._protocol: _Protocol | None = None  # the current transport's
+        self._opening: asyncio.Task[None] | None = None  # the current connect
+        self._in_order = InOrder()
         self._runner: asyncio.Task[None] | None = None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -204,48 +209,48 @@ class Client(_Conn, AsyncClient):
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
 
-    def _lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._writing(False)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = self._protocol = None
+        self.resume_writing()
         self._core.connection_lost(str(exc) if exc else None, monotonic())
         self._drive()
 
     def _act(self) -> None:
-        """``OpenTransport`` starts a connect task; ``CloseTransport`` ends that generation."""
+        """``OpenTransport`` starts a connect task; ``CloseTransport`` ends the transport.
+
+        The core closes a generation before it opens the next, so a ``CloseTransport`` is
+        always for the current one.
+        """
         for action in self._core.actions():
-            self._writing(False)  # a new transport, or none: nobody waits for the old one
+            self.resume_writing()  # a new transport, or none: nobody waits for the old one
             if isinstance(action, OpenTransport):
-                self._generation = action.generation
                 self._opening = self._loop.create_task(self._open(action))
-            elif action.generation == self._generation:
-                if self._opening is not None:
-                    self._opening.cancel()  # a connect still under way (done: no effect)
-                transport, self._transport = self._transport, None
-                if transport is not None:
-                    transport.close()
+                continue
+            if self._opening is not None:
+                self._opening.cancel()  # a connect still under way (done: no effect)
+            transport, self._transport, self._protocol = self._transport, None, None
+            if transport is not None:
+                transport.close()
 
     async def _open(self, action: OpenTransport) -> None:
         """TCP (to the proxy and CONNECT through it, if any), then TLS; failures go to the core."""
-        loop, protocol = self._loop, _Protocol(self, action.generation)
+        loop, protocol = self._loop, _Protocol(self)
         context = None if action.tls is None else self._ssl or client_ssl_context(action.tls)
-        hostname = action.server_hostname
+        sni = action.server_hostname
         transport: asyncio.Transport | None = None
         rest = b""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            target, direct = (action, context) if proxy is None else (proxy, None)
-            sni = hostname if direct else None
+            target, direct, name = (action, context, sni) if proxy is None else (proxy, None, None)
             transport, _ = await loop.create_connection(
-                lambda: protocol, target.host, target.port, ssl=direct, server_hostname=sni
+                lambda: protocol, target.host, target.port, ssl=direct, server_hostname=name
             )
-            if proxy is not None:
+            if proxy is not None:  # CONNECT through the proxy, then TLS over the tunnel
                 protocol.tunnel = ConnectTunnel(proxy, action.host, action.port)
                 transport.write(protocol.tunnel.request())
                 rest = await protocol.tunnelled
                 if context is not None:
-                    tls = await loop.start_tls(
-                        transport, protocol, context, server_hostname=hostname
-                    )
+                    tls = await loop.start_tls(transport, protocol, context, server_hostname=sni)
                     assert tls is not None
                     transport = tls
         except BaseException as exc:  # any failure to open is news for the core
@@ -257,7 +262,7 @@ class Client(_Conn, AsyncClient):
             self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
             self._drive()
             return
-        self._transport = transport
+        self._transport, self._protocol = transport, protocol
         if self._reading_paused:  # the inbox is still full from the last connection
             self._pause(True)
         self._core.connection_made(monotonic())
@@ -266,19 +271,10 @@ class Client(_Conn, AsyncClient):
         self._drive()
 
     def _call(self, handler: Handler, argument: Any) -> None:
-        """Call user code; an async handler is awaited in order by one runner task."""
-        result = call_user(handler, argument)
-        if result is not None:
-            self._backlog.append(result)
-            if self._runner is None or self._runner.done():
-                self._runner = self._loop.create_task(self._run_backlog())
-
-    async def _run_backlog(self) -> None:
-        while self._backlog:
-            try:
-                await self._backlog.popleft()
-            except Exception:
-                log.exception("zenws async handler failed")
+        """Call user code; awaitable results are awaited in order by one runner task."""
+        self._in_order(handler, argument)
+        if self._in_order.pending and (self._runner is None or self._runner.done()):
+            self._runner = self._loop.create_task(self._in_order.run())
 
 
 def connect(
@@ -312,8 +308,8 @@ def connect(
 # =========================================================================== server
 
 
-class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
-    """One server-side connection; the handler receives it once the handshake completed."""
+class ServerWebSocket(_Conn, AsyncSession):
+    """One server-side connection (the protocol of its transport); the handler receives it."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -321,8 +317,8 @@ class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message; waits while the transport is full."""
-        while self._paused:
-            await self._change()
+        if self._paused:
+            await self._until(lambda: None if self._paused else True)
         self._send_message(message)
         # sending moves no deadline and makes no event: just write the bytes
         data = self._session.data_to_send()
@@ -338,51 +334,31 @@ class ServerWebSocket(_Conn, AsyncSession, asyncio.Protocol):
         self._drive()
         await self._until(lambda: True if self.closed else None)
 
-    # ------------------------------------------------------------------ asyncio.Protocol
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.remote_address = transport.get_extra_info("peername")
         self._server._connections.add(self)
         self._drive()
 
-    data_received = _Conn._input
-    eof_received = _Conn._eof
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._eof()
-        if self._timer is not None:
-            self._timer.cancel()
+        self.eof_received()  # the session then has no deadline left: the drive drops the timer
         self._server._connections.discard(self)
         self._paused = False  # _mark_closed wakes a waiting sender
         self._mark_closed()
-
-    def pause_writing(self) -> None:
-        self._writing(True)
-
-    def resume_writing(self) -> None:
-        self._writing(False)
 
     def _act(self) -> None:
         if self._session.should_close_transport and self._transport is not None:
             self._transport.close()
 
     def _opened(self) -> None:
-        task = self._loop.create_task(self._run_handler())
+        task = self._loop.create_task(self._run_handler(self._server._handler))
         self._server._tasks.add(task)
         task.add_done_callback(self._server._tasks.discard)
 
-    async def _run_handler(self) -> None:
-        try:
-            await self._server._handler(self)
-        except Exception as exc:
-            self._handler_done(exc)
-        else:
-            self._handler_done(None)
-        self._drive()
-
     async def _gone(self) -> None:
+        """Shutdown: write what ``_begin_shutdown`` started, wait until the transport is gone."""
+        self._drive()
         await self._until(lambda: True if self._transport is None else None)
 
 
@@ -391,7 +367,6 @@ class Server(AsyncServer):
 
     def __init__(self, handler: WSHandler, config: ServerConfig, ssl: SSLContext | None) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
-        self._loop = asyncio.get_running_loop()
         self._handler = handler
         self.ssl = ssl
         self._connections: set[ServerWebSocket] = set()
@@ -411,8 +386,6 @@ class Server(AsyncServer):
         listener, self._listener = self._listener, None
         listener.close()
         timeout = self._begin_shutdown(self._connections, timeout)
-        for ws in list(self._connections):
-            ws._drive()
         gone = [ws._gone() for ws in self._connections]
         with suppress(TimeoutError):  # at the deadline the gather cancels what still runs
             async with asyncio.timeout(timeout):
@@ -436,7 +409,7 @@ async def serve(
 ) -> Server:
     """Listen on ``host:port`` (0 picks a port); ``options`` are ``ServerConfig`` fields."""
     server = Server(handler, server_config(config, options), ssl)
-    server._listener = await server._loop.create_server(
+    server._listener = await asyncio.get_running_loop().create_server(
         lambda: ServerWebSocket(server), host, port, ssl=ssl, reuse_address=True
     )
     server.host, server.port = host, int(server._listener.sockets[0].getsockname()[1])
