@@ -299,16 +299,24 @@ def merge_pieces(
 @given(
     client=st.booleans(),
     limit=st.sampled_from([0, 1, 200, 1 << 20]),
+    pieces_above=st.sampled_from([1, 150, 64 * 1024]),
     data=st.data(),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
 )
 def test_whole_frame_mode_joins_the_pieces(
-    implementation: str, client: bool, limit: int, data: st.DataObject, cuts: list[int]
+    implementation: str,
+    client: bool,
+    limit: int,
+    pieces_above: int,
+    data: st.DataObject,
+    cuts: list[int],
 ) -> None:
     frames = data.draw(st.lists(raw_frame(masked_frames=not client), max_size=6))
     stream = b"".join(frames)
     expected, error = run_decoder(FrameDecoder(client), stream, cuts)
-    got, got_error = run_decoder(_FrameDecoder(client, whole_frame_limit=limit), stream, cuts)
+    decoder = _FrameDecoder(client, whole_frame_limit=limit)
+    decoder.pieces_above = pieces_above  # reads kept aside and joined (client role)
+    got, got_error = run_decoder(decoder, stream, cuts)
     assert got_error == error
     assert merge_pieces(got) == merge_pieces(expected)
     if limit == 1 << 20:
@@ -372,13 +380,17 @@ def test_echo_through_client_and_server(
 
 
 def feed_connection(
-    role: str, max_size: int | None, stream: bytes, cuts: list[int]
+    role: str, max_size: int | None, stream: bytes, cuts: list[int], pieces_above: int = 0
 ) -> tuple[list[Any], bytes, ConnectionState, ConnectionStats]:
     """Open a connection of ``role``, feed it ``stream`` split at ``cuts``; what came out."""
     config = ConnectionConfig(max_message_size=max_size)
     client, server = open_pair(config, config)
     conn = client if role == "client" else server
     conn.events()
+    if pieces_above:
+        framer = conn._framer
+        assert framer is not None
+        framer.decoder.pieces_above = pieces_above
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
     events: list[Any] = []
     out = b""
@@ -396,11 +408,17 @@ def feed_connection(
 @given(
     role=st.sampled_from(["client", "server"]),
     max_size=st.sampled_from([None, 100, 300]),
+    pieces_above=st.sampled_from([0, 1, 130]),
     data=st.data(),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
 )
 def test_plain_frame_path_matches_the_general_decoder(
-    implementation: str, role: str, max_size: int | None, data: st.DataObject, cuts: list[int]
+    implementation: str,
+    role: str,
+    max_size: int | None,
+    pieces_above: int,
+    data: st.DataObject,
+    cuts: list[int],
 ) -> None:
     # Whole small data frames are parsed straight from the buffer; everything the peer can
     # send must give the same events, bytes and state as the general decoder alone.
@@ -409,7 +427,8 @@ def test_plain_frame_path_matches_the_general_decoder(
     )
     frames = data.draw(st.lists(raw_frame(masked_frames=role == "server") | text_frame, max_size=8))
     stream = b"".join(frames)
-    fast = feed_connection(role, max_size, stream, cuts)
+    # ... and with reads kept aside for large frames (``pieces_above`` lowered to reach them).
+    fast = feed_connection(role, max_size, stream, cuts, pieces_above)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_Connection, "_plain_frames", lambda self, inbox: None)
         general = feed_connection(role, max_size, stream, cuts)
@@ -442,6 +461,45 @@ def test_plain_frames_of_both_length_forms_in_one_read() -> None:
         ]
         assert conn.stats().messages_in == 3
         assert conn.stats().bytes_in == len(big) + 3 + len(small)
+
+
+def test_a_large_frame_read_in_pieces_is_joined_once() -> None:
+    client, server = open_pair()
+    big = bytes(range(256)) * 800  # 200 KiB: above pieces_above
+    server.send_bytes(big)
+    server.send_text("next")
+    wire = server.data_to_send()
+    framer = client._framer
+    assert framer is not None
+    decoder = framer.decoder
+    reads = [wire[i : i + 30_000] for i in range(0, len(wire), 30_000)]
+    for data in reads[:-1]:
+        client.receive_data(data, 0.0)
+        assert client.events() == []
+    assert decoder.collecting
+    assert len(decoder.pieces) == len(reads) - 2  # the first read went to the buffer
+    client.receive_data(reads[-1], 0.0)  # the end of the frame and the next frame
+    assert client.events() == [MessageReceived(big), MessageReceived("next")]
+    assert not decoder.collecting
+    assert decoder.pieces == []
+    assert framer.inbox == bytearray()
+
+
+def test_reads_kept_aside_beyond_the_frame_go_back_to_the_buffer() -> None:
+    decoder = _FrameDecoder(client=True, whole_frame_limit=1 << 20)
+    decoder.pieces_above = 10
+    payload = bytes(range(40))
+    decoder.receive_bytes(b"\x82\x28" + payload[:5])
+    assert decoder.process_buffer() is None
+    assert decoder.collecting
+    for data in (payload[5:20], payload[20:], b"\x82\x01", b"!"):  # read before parsing
+        decoder.receive_bytes(data)
+    frame = decoder.process_buffer()
+    assert frame is not None
+    assert (frame.payload, frame.frame_finished) == (payload, True)
+    frame = decoder.process_buffer()
+    assert frame is not None
+    assert frame.payload == b"!"
 
 
 def test_protocol_suite_passes_with_pure_python_masking() -> None:

@@ -88,6 +88,22 @@ class _FrameDecoder(FrameDecoder):
         #: Data frames up to this size are returned whole, once all their payload arrived
         #: (one copy instead of one per read plus a join); 0 returns pieces as wsproto does.
         self.whole_frame_limit = whole_frame_limit
+        #: Reads that arrive while an unmasked, non-text frame of at least ``pieces_above``
+        #: bytes is awaited whole are kept as they are and joined once complete, instead of
+        #: growing the buffer read by read and copying the payload out of it (the growth
+        #: costs fresh memory as large as the frame every time).  ``collecting`` says so.
+        self.pieces: list[bytes] = []
+        self.pieces_size = 0
+        self.pieces_above = 64 * 1024
+        self.collecting = False
+
+    def receive_bytes(self, data: bytes) -> None:
+        """Append bytes read from the transport (kept aside while ``collecting``)."""
+        if self.collecting:
+            self.pieces.append(data)
+            self.pieces_size += len(data)
+        else:
+            self.buffer.buffer += data
 
     def parse_header(self) -> bool:
         """Parse one frame header from the buffer (RFC 6455 section 5.2); False if incomplete."""
@@ -163,6 +179,16 @@ class _FrameDecoder(FrameDecoder):
         data = self.buffer.buffer
         avail = len(data)
         if avail < self.payload_required:
+            if self.collecting:
+                if avail + self.pieces_size < self.payload_required:
+                    return None
+                return self._joined_frame(header)
+            if (
+                self.payload_required >= self.pieces_above
+                and self.mask_key is None
+                and header.opcode is not Opcode.TEXT  # partial text is probed in the buffer
+            ):
+                self.collecting = True
             return None
         consumed = self.payload_consumed
         payload_len = header.payload_len
@@ -173,17 +199,50 @@ class _FrameDecoder(FrameDecoder):
             remaining = avail
         key = self.mask_key
         payload: bytes
-        if key is None:
-            payload = bytes(data) if remaining == avail else bytes(data[:remaining])
-        else:
-            rotation = consumed & 3
-            if rotation:  # a frame received in pieces: continue where the key left off
-                key = key[rotation:] + key[:rotation]
-            payload = _mask.apply_mask(data if remaining == avail else data[:remaining], key)
+        with memoryview(data) as view:  # one copy of the payload, even with bytes behind it
+            source = view if remaining == avail else view[:remaining]
+            if key is None:
+                payload = bytes(source)
+            else:
+                rotation = consumed & 3
+                if rotation:  # a frame received in pieces: continue where the key left off
+                    key = key[rotation:] + key[:rotation]
+                payload = _mask.apply_mask(source, key)
+            source.release()
         del data[:remaining]
         consumed += remaining
         self.payload_consumed = consumed
-        finished = consumed == payload_len
+        return self._frame(header, payload, consumed == payload_len)
+
+    def _joined_frame(self, header: Header) -> Frame:
+        """The awaited frame, from the buffer and the reads kept aside (``collecting``)."""
+        data = self.buffer.buffer
+        pieces = self.pieces
+        need = header.payload_len - len(data)  # bytes of the payload in the pieces
+        parts: list[bytes | bytearray | memoryview] = [data]
+        rest: list[bytes] = []  # what follows the frame
+        for piece in pieces:
+            if not need:
+                rest.append(piece)
+            elif len(piece) <= need:
+                parts.append(piece)
+                need -= len(piece)
+            else:
+                parts.append(memoryview(piece)[:need])
+                rest.append(piece[need:])
+                need = 0
+        payload = b"".join(parts)
+        parts.clear()
+        pieces.clear()
+        self.pieces_size = 0
+        self.collecting = False
+        del data[:]
+        for piece in rest:
+            data += piece
+        self.payload_consumed = header.payload_len
+        return self._frame(header, payload, True)
+
+    def _frame(self, header: Header, payload: bytes, finished: bool) -> Frame:
         if self.extensions:
             payload = self._extensions_inbound(payload, finished, header.fin)
         frame = Frame(self.effective_opcode, payload, finished, header.fin)  # type: ignore[arg-type]
@@ -242,7 +301,7 @@ class Framer(FrameProtocol):
 
     def receive_bytes(self, data: bytes) -> None:
         """Append bytes read from the transport to the receive buffer."""
-        self.inbox += data
+        self.decoder.receive_bytes(data)
 
     @property
     def pending_header(self) -> Header | None:

@@ -334,7 +334,10 @@ class _Connection:
         if state is ConnectionState.OPEN or state is ConnectionState.CLOSING:
             framer = self._framer
             assert framer is not None
-            framer.inbox += data
+            if framer.decoder.collecting:
+                framer.decoder.receive_bytes(data)
+            else:
+                framer.inbox += data
             self._process_frames(now)
         elif state is ConnectionState.CONNECTING:
             self._handshake_data(bytes(data), now)
