@@ -51,10 +51,10 @@ class _Channel(_Inbox):
     and a server connection differ only in their core, ``_act`` and ``_ended``.
     """
 
+    #: Do what the core asks of the transport, dispatch its events; whether there were any.
+    _act: Callable[[], bool]
     #: The core learns of EOF (``error`` None) or a transport error.
     _ended: Callable[[str | None, float], None]
-    #: Read even with a full inbox: the close frame must get through (server close/shutdown).
-    _closing = False
 
     def __init__(self, lock: threading.RLock, conn: _ClientCore | ServerSession) -> None:
         self._lock, self._conn = lock, conn
@@ -65,10 +65,6 @@ class _Channel(_Inbox):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-
-    def _act(self) -> bool:
-        """Do what the core asks of the transport, dispatch its events; whether there were any."""
-        raise NotImplementedError
 
     def _process(self, now: float) -> None:
         """Drain the core until it is quiet: bytes, transport actions, events."""
@@ -113,7 +109,7 @@ class _Channel(_Inbox):
             sock, deadline = self._sock, self._conn.next_deadline()
             due = None if deadline is None else max(0.0, deadline - now)
             wait = min((w for w in (limit, due) if w is not None), default=None)
-            selector, mask = _Selector(), 0
+            selector = _Selector()
             if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
                 selector.register(self._wake_r, _READ)
             if sock is not None:
@@ -122,13 +118,10 @@ class _Channel(_Inbox):
                     wait = 0.0  # decrypted bytes wait in the TLS layer, not in the kernel
                 if mask:
                     selector.register(sock, mask)
-            self._waiters += 1
-        try:
-            ready = sum(events for key, events in selector.select(wait) if key.fileobj is sock)
-        finally:
-            with self._lock:
-                self._waiters -= 1
+            self._waiters += 1  # (if select raises, only needless wake-ups follow)
+        ready = any(key.fileobj is sock for key, _ in selector.select(wait))
         with self._lock:
+            self._waiters -= 1
             with contextlib.suppress(OSError):
                 while self._wake_r.recv(4096):
                     pass
@@ -136,17 +129,14 @@ class _Channel(_Inbox):
             # (a violation right after complete messages) waits one step, so the caller gets
             # those messages first and can answer them in wire order (RFC 6455 section 7.1.7).
             now, deadline = monotonic(), self._conn.next_deadline()
-            if sock is not None and sock is self._sock:
-                if ready & _WRITE:
-                    self._write(now)
-                if ready & _READ or (mask & _READ and wait == 0.0):
-                    self._read(sock, now)
+            if sock is not None and sock is self._sock and (ready or wait == 0.0):
+                self._read(sock, now)  # and _process() below writes what the socket takes
             if deadline is not None and now >= deadline:
                 self._conn.handle_timer(now)
             self._process(now)
 
     def _may_read(self) -> bool:
-        return not self._reading_paused or self._closing
+        return not self._reading_paused
 
     def _read(self, sock: socket.socket, now: float) -> None:
         budget = _READ_BUDGET
@@ -204,9 +194,10 @@ class _Channel(_Inbox):
         """User code runs outside the lock, in the thread that waits next."""
         self._calls.append(lambda: call_user(handler, argument))
 
-    def _release(self) -> None:
-        """Close the wake socket once no thread waits on it."""
-        if not self._waiters:
+    def _release(self, *, flush: bool) -> None:
+        """Close the socket and the wake socket (a thread still waiting on it just wakes up)."""
+        with self._lock:
+            self._close_socket(flush=flush)
             self._wake_r.close()
             self._wake_w.close()
 
@@ -279,9 +270,7 @@ class Client(_Channel, SyncClient):
         """Close for good (RFC 6455 section 7.1.2), waiting for the closing handshake."""
         self._submit(lambda now: self._core.close(code, reason, now=now))
         self._until(lambda: True if self._closed else None, None)
-        with self._lock:
-            self._close_socket(flush=True)
-            self._release()
+        self._release(flush=True)
 
     def __enter__(self) -> Client:
         return self
@@ -333,9 +322,11 @@ class ServerWebSocket(_Channel, SyncSession):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close (RFC 6455 section 7.1.2) and wait until the transport is closed."""
-        self._closing = True
         self._submit(lambda now: self._start_close(code, reason))
         self._until(self._gone, None)
+
+    def _may_read(self) -> bool:  # past a full inbox once closing: the close frame must come in
+        return not self._reading_paused or not self._session.is_open
 
     def _gone(self) -> bool | None:
         return True if self._sock is None else None
@@ -385,7 +376,6 @@ class Server(SyncServer):
 
     def _run(self, sock: socket.socket, address: Any) -> None:
         """One connection: TLS, the handshake (the core decides), ``handler(ws)``, close."""
-        ws = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
@@ -403,10 +393,8 @@ class Server(SyncServer):
             log.debug("zenws: connection from %s ended: %s", address, exc)
         finally:
             with self._lock:
-                if ws is not None:
-                    ws._close_socket(flush=False)
-                    ws._release()
-                del self._conns[threading.current_thread()]
+                if (ended := self._conns.pop(threading.current_thread())) is not None:
+                    ended._release(flush=False)
             sock.close()
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -421,7 +409,6 @@ class Server(SyncServer):
             threads, conns = list(self._conns), [ws for ws in self._conns.values() if ws]
             end = monotonic() + self._begin_shutdown(conns, timeout)
             for ws in conns:
-                ws._closing = True
                 ws._process(monotonic())
                 ws._wake()
         for ws in conns:  # drive them from here too: a busy handler may not be reading
