@@ -59,6 +59,8 @@ _unpack_short = struct.Struct("!H").unpack_from
 _unpack_long = struct.Struct("!Q").unpack_from
 _OPCODES: dict[int, Opcode] = {int(op): op for op in Opcode}
 _CONTINUATION = Opcode.CONTINUATION
+#: ``_FrameDecoder.pieces`` while not collecting: shared, never appended to.
+_NO_PIECES: list[bytes] = []
 _NO_RSV = RsvBits(False, False, False)
 _ONE_PASS_ABOVE = 1024  # above this, one allocation beats a masked copy and a concatenation
 
@@ -92,7 +94,7 @@ class _FrameDecoder(FrameDecoder):
         #: bytes is awaited whole are kept as they are and joined once complete, instead of
         #: growing the buffer read by read and copying the payload out of it (the growth
         #: costs fresh memory as large as the frame every time).  ``collecting`` says so.
-        self.pieces: list[bytes] = []
+        self.pieces: list[bytes] = _NO_PIECES  # a list of its own while collecting
         self.pieces_size = 0
         self.pieces_above = 64 * 1024
         self.collecting = False
@@ -189,6 +191,7 @@ class _FrameDecoder(FrameDecoder):
                 and header.opcode is not Opcode.TEXT  # partial text is probed in the buffer
             ):
                 self.collecting = True
+                self.pieces = []
             return None
         consumed = self.payload_consumed
         payload_len = header.payload_len
@@ -233,7 +236,7 @@ class _FrameDecoder(FrameDecoder):
                 need = 0
         payload = b"".join(parts)
         parts.clear()
-        pieces.clear()
+        self.pieces = _NO_PIECES
         self.pieces_size = 0
         self.collecting = False
         del data[:]
