@@ -16,20 +16,19 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable
 from socket import AF_INET, AF_INET6, IPPROTO_TCP, SOCK_STREAM, TCP_NODELAY
 from time import monotonic
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import curio
 from curio.io import Socket
 
 from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
-from ._api import AsyncClient, AsyncServer, AsyncSession
-from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
+from ._api import AsyncClient, AsyncServer, AsyncSession, T
+from ._common import ConnectTunnel, ProxyConfig, classify_os_error, client_ssl_context, proxy_for
 from ._driver import Handler, InOrder, Opening, build_core, log, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-T = TypeVar("T")
 READ_SIZE = 256 * 1024
 #: Seconds a dropped transport may take to write its last bytes before it is cut.
 CLOSE_GRACE = 5.0
@@ -45,23 +44,21 @@ class _Transport:
     ``writing_paused``) until the socket takes them.
     """
 
-    def __init__(self, owner: _Curio, generation: int = 0) -> None:
+    def __init__(self, owner: Client | ServerWebSocket, generation: int = 0) -> None:
         self.owner, self.generation = owner, generation
-        self.sock: Any = None
-        self.reader: Any = None
-        self.writer: Any = None
+        self.sock = self.reader = self.writer = cast(Any, None)  # the socket, then its tasks
         self.final = self.rest = b""  # bytes to write last; bytes read ahead (after CONNECT)
         self.closing = False
         self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
-    async def connect(self, host: str, port: int) -> None:
+    async def connect(self, to: OpenTransport | ProxyConfig) -> None:
         """TCP to each address ``host`` resolves to, in turn (IPv6 literals included).
 
         ``sock`` is set before ``connect``, so closing the transport covers a cancelled attempt
         (``curio.socket.create_connection`` leaves that socket open).
         """
-        error = OSError(f"{host} resolves to no address")
-        for *spec, _, address in await curio.socket.getaddrinfo(host, port, type=SOCK_STREAM):
+        error = OSError(f"{to.host} resolves to no address")
+        for *spec, _, address in await curio.socket.getaddrinfo(to.host, to.port, type=SOCK_STREAM):
             self.sock = curio.socket.socket(*spec)
             try:
                 await self.sock.connect(address)
@@ -129,10 +126,8 @@ class _Transport:
         self.closing = True
         if grace and self.writer is not None:
             await curio.ignore_after(grace, self.writer.wait())
-        me = await curio.current_task()
-        for task in (self.writer, self.reader):
-            if task is not None and task is not me:
-                await task.cancel()
+        for task in {self.writer, self.reader} - {None, await curio.current_task()}:
+            await task.cancel()
         if self.sock is not None:
             await self.sock.close()
         await self.progress.set()
@@ -143,7 +138,6 @@ class _Curio:
     """The ``_api`` hooks on curio and the timer task, for clients and server connections."""
 
     _transport: _Transport | None
-    _reading_paused: bool
     _step: Callable[[], Awaitable[None]]
     _lost: Callable[[_Transport, BaseException | None], Awaitable[None]]
 
@@ -155,7 +149,7 @@ class _Curio:
         # when the deadline moved earlier than the one it sleeps until.
         self._changed, self._alarm = curio.Event(), curio.Event()
         self._woken = False
-        self._sleeping_until: float | None = None
+        self._sleeping_until = 0.0  # the deadline the timer task sleeps until
 
     def _wake(self, *_paused: bool) -> None:
         """The driver's ``wake()`` and ``reading(paused)`` hooks: pulse on the next ``_notify``."""
@@ -208,17 +202,18 @@ class _Curio:
         if self._transport is not None:
             await self._transport.kick.set()
         await self._notify()
-        deadline, sleeping_until = self._io.next_deadline(), self._sleeping_until
-        if deadline is not None and (sleeping_until is None or deadline < sleeping_until):
+        if (deadline := self._io.next_deadline()) is not None and deadline < self._sleeping_until:
             await self._alarm.set()
 
     async def _tick(self) -> None:
         """The timer task: sleep until the next deadline (or an earlier one), then fire."""
         while True:
             self._alarm.clear()
-            self._sleeping_until = deadline = self._io.next_deadline()
-            delay = IDLE if deadline is None else max(deadline - monotonic(), 0.0)
-            await curio.ignore_after(delay, self._alarm.wait())
+            deadline = self._io.next_deadline()
+            self._sleeping_until = monotonic() + IDLE if deadline is None else deadline
+            await curio.ignore_after(
+                max(self._sleeping_until - monotonic(), 0.0), self._alarm.wait()
+            )
             if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
@@ -269,15 +264,13 @@ class Client(_Curio, AsyncClient):
         """The reader task of one transport: TCP, proxy ``CONNECT``, TLS; then read."""
         try:
             proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
-            end = proxy or action  # TCP to the proxy, or straight to the server
-            await t.connect(end.host, end.port)
+            await t.connect(proxy or action)  # TCP to the proxy, or straight to the server
             if proxy is not None:
                 tunnel = ConnectTunnel(proxy, action.host, action.port)
                 t.rest = await tunnel.exchange(t.sock.sendall, t.sock.recv)
             if action.tls is not None:
-                await t.start_tls(
-                    self._ssl or client_ssl_context(action.tls), action.server_hostname
-                )
+                context = self._ssl or client_ssl_context(action.tls)
+                await t.start_tls(context, action.server_hostname)
         except Exception as exc:  # refused, DNS, TLS, proxy: the core decides what follows
             await t.abort()
             if self._transport is t:
@@ -285,13 +278,11 @@ class Client(_Curio, AsyncClient):
                 self._core.connection_failed(str(exc) or type(exc).__name__, monotonic(), **flags)
                 await self._drive()
             return
-        if self._transport is not t:
-            await t.abort()
-            return
-        async with curio.disable_cancellation():
-            self._core.connection_made(monotonic())
-            await self._drive()
-        await t.run()
+        if self._transport is t:  # else the core dropped it meanwhile, and its closer ends it
+            async with curio.disable_cancellation():
+                self._core.connection_made(monotonic())
+                await self._drive()
+            await t.run()
 
     async def _lost(self, t: _Transport, error: BaseException | None) -> None:
         """EOF or an error: the core considers the transport gone, so it closes."""
@@ -340,8 +331,7 @@ class ServerWebSocket(_Curio, AsyncSession):
     def __init__(self, server: Server, remote_address: Any) -> None:
         super().__init__(server.hub.session(monotonic()), opened=self._opened)
         self._server, self.remote_address = server, remote_address
-        self._transport = _Transport(self)
-        self._open = False
+        self._transport, self._open = _Transport(self), False
 
     def _opened(self) -> None:
         self._open = True
@@ -398,8 +388,7 @@ class Server(AsyncServer):
         self._sock, self._handler, self.ssl = sock, handler, ssl
         self.host, self.port = sock.getsockname()[:2]
         self._connections: dict[ServerWebSocket, Any] = {}  # their tasks
-        self._stopped = curio.Event()
-        self._acceptor: Any = None
+        self._stopped, self._acceptor = curio.Event(), cast(Any, None)
 
     async def serve_forever(self) -> None:
         """Wait until ``shutdown`` ends this server."""
@@ -413,10 +402,9 @@ class Server(AsyncServer):
             await self._sock.close()
             for ws in list(self._connections):
                 await ws._drive()
-            async with curio.ignore_after(timeout):
-                for task in list(self._connections.values()):
-                    await task.wait()
-            for task in list(self._connections.values()):
+            deadline = monotonic() + timeout
+            for task in list(self._connections.values()):  # what outlives the deadline is cut
+                await curio.ignore_after(max(deadline - monotonic(), 0.0), task.wait())
                 await task.cancel()
             await self._stopped.set()
         await self._stopped.wait()
