@@ -11,8 +11,8 @@ log user handler errors and turn transport errors into core news.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-import inspect
 import math
 import ssl as _ssl
 import time
@@ -27,7 +27,7 @@ from anyio.streams.tls import TLSListener, TLSStream
 from zenws_core import ClientState, OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
 from ._api import AsyncClient, AsyncServer, AsyncSession
-from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for
+from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for, root_cause
 from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log, server_config
 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
@@ -37,11 +37,12 @@ T = TypeVar("T")
 #: cached millisecond clock, too coarse for round trips; deadlines are converted in ``_drive``.
 _now = time.monotonic
 _Machine = ReconnectingClient[Handler] | ServerSession
+_SSL = _ssl.SSLContext | None
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _background: set[Any] = set()  # the asyncio tasks of ``_spawn``
 
 
-def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> object:
     """Start a client's or server's background task, which ``close``/``shutdown`` ends.
 
     A Trio system task (in the caller's context) or an asyncio task: ``await connect()``
@@ -50,21 +51,11 @@ def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
     if sniffio.current_async_library() == "trio":
         import trio
 
-        trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
-    else:
-        import asyncio
-
-        task = asyncio.get_running_loop().create_task(run())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-def _root(exc: BaseException) -> BaseException:
-    """The underlying error of anyio wrappers (``OSError("All connection attempts...")``)."""
-    while isinstance(exc, OSError | anyio.BrokenResourceError) and exc.__cause__ is not None:
-        cause = exc.__cause__
-        exc = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
-    return exc
+        return trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
+    task = asyncio.get_running_loop().create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 async def _await_logged(awaitable: Awaitable[Any]) -> None:
@@ -139,7 +130,7 @@ class _Driven:
             self._actions.extend(self._machine.actions())
         self._dispatch_events()
         deadline = self._machine.next_deadline()
-        if self._actions or (deadline is not None and deadline < self._wait_deadline):
+        if self._actions or self._ended() or (deadline or math.inf) < self._wait_deadline:
             self._poke()
 
     async def _flush(self, *, wait: bool = True) -> None:
@@ -147,9 +138,7 @@ class _Driven:
         if not wait and self._write_lock.locked():
             return  # the holder picks our bytes up after its current send
         async with self._write_lock:
-            while (stream := self._stream) is not None and self._broken is None:
-                if not (data := self._machine.data_to_send()):
-                    return
+            while (stream := self._stream) is not None and (data := self._machine.data_to_send()):
                 self._wake()  # senders waiting on writing_paused may go on
                 try:
                     await stream.send(data)
@@ -185,9 +174,9 @@ class _Driven:
             deadline, stream, result = machine.next_deadline(), self._stream, None
             self._wait_deadline = math.inf if deadline is None else deadline
             wake_at = anyio.current_time() + (self._wait_deadline - _now())  # anyio's clock
+            if self._poked or self._broken is not None:
+                wake_at = -math.inf  # look again at once
             with anyio.CancelScope(deadline=wake_at) as self._wait_scope:
-                if self._poked or self._broken is not None:
-                    self._wait_scope.cancel()
                 try:  # nothing to read while the inbox is full (paused) or between transports
                     idle = stream is None or self._reading_paused
                     result = await (anyio.sleep_forever() if idle else stream.receive())
@@ -215,9 +204,7 @@ class _Driven:
 class Client(_Driven, AsyncClient):
     """A reconnecting WebSocket client; create it with ``connect(url, **options)``."""
 
-    def __init__(
-        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
-    ) -> None:
+    def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
         super().__init__(core, None, core.config.connection.close_timeout, run=self._call)
         self._ssl, self._proxy = ssl, proxy
         self._run_scope = anyio.CancelScope()
@@ -233,7 +220,6 @@ class Client(_Driven, AsyncClient):
             self._closing = True
             self._connect_scope.cancel()  # a connect in progress is abandoned
             await self._submit(lambda now: self._core.close(code, reason, now=now), ready=True)
-            self._poke()
             await self._done.wait()
         finally:  # cancelled while closing: the background task ends at once; wait for it
             self._run_scope.cancel()
@@ -282,7 +268,7 @@ class Client(_Driven, AsyncClient):
                     leftover = await self._connect(action)
             except Exception as exc:
                 await self._drop_stream(graceful=False)
-                root = _root(exc)
+                root = root_cause(exc)
                 kinds = classify_os_error(root)
                 self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
                 return
@@ -381,28 +367,15 @@ class ServerWebSocket(_Driven, AsyncSession):
 
     def _opened(self) -> None:
         assert self._tg is not None
-        self._tg.start_soon(self._run_handler)
-
-    async def _run_handler(self) -> None:
-        error = None
-        try:
-            if inspect.isawaitable(result := self._server.handler(self)):
-                await result
-        except Exception as exc:
-            error = exc
-        await self._submit(lambda now: self._handler_done(error), ready=True)
+        self._tg.start_soon(self._run_handler, self._server.handler)
 
 
 class Server(AsyncServer):
     """An embedded WebSocket server (GET /health and /status on the same port)."""
 
-    def __init__(
-        self,
-        handler: Callable[[ServerWebSocket], Any],
-        config: ServerConfig,
-        listener: anyio.abc.Listener[Any],
-        ssl: _ssl.SSLContext | None,
-    ) -> None:
+    handler: Callable[[ServerWebSocket], Any]
+
+    def __init__(self, handler: Handler, config: ServerConfig, listener: Any, ssl: _SSL) -> None:
         super().__init__(config, clock=_now, secure=ssl is not None)
         self.handler = handler
         local = listener.extra(anyio.abc.SocketAttribute.local_address)
