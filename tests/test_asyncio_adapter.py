@@ -19,6 +19,7 @@ from tests.support.certs import TestPKI
 from tests.support.proxy import HttpProxy
 from zenws_adapters.asyncio import (
     Client,
+    ClientClosedError,
     ConnectError,
     ConnectionClosed,
     RequestTimeout,
@@ -31,9 +32,11 @@ from zenws_adapters.asyncio import (
 from zenws_core import (
     ClientState,
     Connected,
+    ConnectionConfig,
     Disconnected,
     Envelope,
     GaveUp,
+    HeartbeatConfig,
     ReconnectConfig,
     ServerStatus,
 )
@@ -137,6 +140,55 @@ def test_client_send_waits_while_the_transport_is_paused() -> None:
             release.set()
             await task
             await until(lambda: count == 120)
+
+    run_test(main)
+
+
+def test_close_releases_a_sender_paused_by_a_peer_that_stopped_reading() -> None:
+    """The core gives up on the close handshake and drops the transport: the send ends."""
+
+    async def stalled(ws: ServerWebSocket) -> None:
+        assert ws._transport is not None
+        ws._transport.pause_reading()  # a peer that stops reading altogether
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        chunk = b"x" * (512 * 1024)
+        server = await serve("127.0.0.1", 0, stalled)
+        config = ConnectionConfig(close_timeout=0.2)
+        client = await connect(server.url, connection=config, reconnect=NO_RECONNECT)
+
+        async def sender() -> None:
+            while True:
+                await client.send_bytes(chunk)
+
+        task = asyncio.create_task(sender())
+        await until(lambda: client._paused)
+        await asyncio.wait_for(client.close(), 10)  # the close frame cannot get through
+        with pytest.raises(ClientClosedError):
+            await asyncio.wait_for(task, 10)
+        assert not client._paused
+        await server.shutdown(0.1)
+
+    run_test(main)
+
+
+def test_a_closed_server_connection_keeps_no_timer() -> None:
+    sockets: list[ServerWebSocket] = []
+
+    async def keep(ws: ServerWebSocket) -> None:
+        sockets.append(ws)
+        await ws.recv()
+
+    async def main() -> None:
+        async with await serve(
+            "127.0.0.1", 0, keep, heartbeat=HeartbeatConfig(interval=5.0)
+        ) as server:
+            async with connect(server.url, reconnect=NO_RECONNECT):
+                await until(lambda: bool(sockets))
+                assert sockets[0]._timer is not None  # the heartbeat's
+            await until(lambda: sockets[0]._transport is None)
+            assert sockets[0]._timer is None
 
     run_test(main)
 

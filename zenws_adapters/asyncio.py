@@ -55,8 +55,8 @@ class _Conn(asyncio.Protocol):
         self._timer_at: float | None = None
         self._paused = False  # the transport asked us to stop writing (pause_writing)
         self._waiters: list[asyncio.Future[None]] = []
-        hooks.update(clock=monotonic, wake=self._wake, reading=self._pause)
-        super().__init__(sans, **hooks)  # type: ignore[call-arg]  # the driver, next in the MRO
+        # the driver is next in the MRO
+        super().__init__(sans, clock=monotonic, wake=self._wake, reading=self._pause, **hooks)  # type: ignore[call-arg]
 
     def data_received(self, data: bytes) -> None:
         self._sans.receive_data(data, monotonic())
@@ -181,10 +181,12 @@ class _Protocol(asyncio.Protocol):
             self.client.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.client.pause_writing()
+        if self.client._protocol is self:
+            self.client.pause_writing()
 
     def resume_writing(self) -> None:
-        self.client.resume_writing()
+        if self.client._protocol is self:
+            self.client.resume_writing()
 
 
 class Client(_Conn, AsyncClient):
@@ -296,8 +298,7 @@ def connect(
 
     async def start() -> Client:
         client = Client(core, ssl, proxy)
-        core.start(monotonic())
-        client._drive()
+        await client._submit(core.start)
         if wait_open:
             await client._wait_open(open_timeout)
         return client
