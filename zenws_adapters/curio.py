@@ -47,8 +47,8 @@ class _Transport:
     def __init__(self, owner: Client | ServerWebSocket, generation: int = 0) -> None:
         self.owner, self.generation = owner, generation
         self.sock = self.reader = self.writer = cast(Any, None)  # the socket, then its tasks
-        self.final = self.rest = b""  # bytes to write last; bytes read ahead (after CONNECT)
-        self.closing = False
+        # bytes to write last, bytes read ahead (after CONNECT); set once the core is done with it
+        self.final, self.rest, self.closing = b"", b"", False
         self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
 
     async def connect(self, to: OpenTransport | ProxyConfig) -> None:
@@ -148,8 +148,7 @@ class _Curio:
         # _changed is pulsed after the driver reported a change; _alarm wakes the timer task
         # when the deadline moved earlier than the one it sleeps until.
         self._changed, self._alarm = curio.Event(), curio.Event()
-        self._woken = False
-        self._sleeping_until = 0.0  # the deadline the timer task sleeps until
+        self._woken, self._sleeping_until = False, 0.0  # the latter: the timer task's deadline
 
     def _wake(self, *_paused: bool) -> None:
         """The driver's ``wake()`` and ``reading(paused)`` hooks: pulse on the next ``_notify``."""
@@ -210,10 +209,8 @@ class _Curio:
         while True:
             self._alarm.clear()
             deadline = self._io.next_deadline()
-            self._sleeping_until = monotonic() + IDLE if deadline is None else deadline
-            await curio.ignore_after(
-                max(self._sleeping_until - monotonic(), 0.0), self._alarm.wait()
-            )
+            until = self._sleeping_until = monotonic() + IDLE if deadline is None else deadline
+            await curio.ignore_after(max(until - monotonic(), 0.0), self._alarm.wait())
             if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
@@ -233,8 +230,7 @@ class Client(_Curio, AsyncClient):
         self._ssl, self._proxy = ssl, proxy
         self._transport = None
         self._last: _Transport | None = None  # the transport dropped last (close waits for it)
-        self._runner: Any = None
-        self._timer: Any = None
+        self._runner = self._timer = cast(Any, None)  # the tasks running async handlers, timer
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (no reconnection) and wait until the transport is gone."""
@@ -362,8 +358,8 @@ class ServerWebSocket(_Curio, AsyncSession):
             if context is not None:
                 await t.start_tls(context, None, server_side=True)
             t.reader = await curio.spawn(t.run, daemon=True)
-            await self._until(lambda: self._open or self.closed or None)
-            if self._open:
+            # the handshake completed (True), or the connection ended before it did (False)
+            if await self._until(lambda: self._open or (False if self.closed else None)):
                 await self._run_handler(self._server._handler)
             await t.done.wait()
         except OSError as exc:  # from the TLS handshake
@@ -397,12 +393,11 @@ class Server(AsyncServer):
     async def shutdown(self, timeout: float | None = None) -> None:
         """Close every connection with 1001 (RFC 6455 section 7.4.1), then drop the rest."""
         if not self.hub.shutting_down:  # the first call shuts down, the others wait for it
-            timeout = self._begin_shutdown(self._connections, timeout)
+            deadline = monotonic() + self._begin_shutdown(self._connections, timeout)
             await self._acceptor.cancel()
             await self._sock.close()
             for ws in list(self._connections):
                 await ws._drive()
-            deadline = monotonic() + timeout
             for task in list(self._connections.values()):  # what outlives the deadline is cut
                 await curio.ignore_after(max(deadline - monotonic(), 0.0), task.wait())
                 await task.cancel()
