@@ -279,7 +279,7 @@ class SyncClient(ClientDriver, _SyncCommon):
             raise TimeoutError(f"no matching event within {timeout}s")
         return event
 
-    def __enter__(self) -> SyncClient:
+    def __enter__(self) -> Self:
         return self
 
     def _wait_open(self, timeout: float | None) -> None:
@@ -307,7 +307,7 @@ class SyncSession(SessionDriver, _SyncCommon):
     def send_json(self, obj: Any) -> None:
         self.send(encode_json(obj))
 
-    def __enter__(self) -> SyncSession:
+    def __enter__(self) -> Self:
         return self
 
     def _run_handler(self, handler: Callable[[Any], Any]) -> None:
