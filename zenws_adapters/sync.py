@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from ssl import SSLContext
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any, TypeVar
 
 from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
@@ -40,6 +40,7 @@ _READ_BUDGET = 4 * 1024 * 1024
 #: A fresh poll set per wait: no system call to build it, nothing shared between threads.
 _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 _ClientCore = ReconnectingClient[Handler]
+_Core = _ClientCore | ServerSession
 
 
 class _Channel(_Inbox):
@@ -56,12 +57,13 @@ class _Channel(_Inbox):
     #: The core learns of EOF (``error`` None) or a transport error.
     _ended: Callable[[str | None, float], None]
 
-    def __init__(self, lock: threading.RLock, conn: _ClientCore | ServerSession) -> None:
-        self._lock, self._conn = lock, conn
+    def __init__(self, conn: _Core, lock: threading.RLock, **hooks: Any) -> None:
+        hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
+        super().__init__(conn, **hooks)  # type: ignore[arg-type]  # the driver's, next in the MRO
+        self._conn, self._lock = conn, lock
         self._sock: socket.socket | None = None
-        self._out = bytearray()
+        self._out, self._waiters = bytearray(), 0
         self._calls: list[Callable[[], object]] = []  # user code, run outside the lock
-        self._waiters = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -122,9 +124,8 @@ class _Channel(_Inbox):
         ready = any(key.fileobj is sock for key, _ in selector.select(wait))
         with self._lock:
             self._waiters -= 1
-            with contextlib.suppress(OSError):
-                while self._wake_r.recv(4096):
-                    pass
+            with contextlib.suppress(OSError):  # more than this: one more (harmless) wake-up
+                self._wake_r.recv(65536)
             # Only deadlines due before this read fire in this step: one the bytes below set
             # (a violation right after complete messages) waits one step, so the caller gets
             # those messages first and can answer them in wire order (RFC 6455 section 7.1.7).
@@ -211,12 +212,8 @@ class Client(_Channel, SyncClient):
     def __init__(
         self, core: _ClientCore, *, ssl: SSLContext | None = None, proxy: str | None = None
     ) -> None:
-        _Channel.__init__(self, threading.RLock(), core)
-        SyncClient.__init__(
-            self, core, clock=monotonic, wake=self._wake, reading=self._wake, run=self._later
-        )
-        self._ssl, self._proxy = ssl, proxy
-        self._ended = core.connection_lost
+        super().__init__(core, threading.RLock(), run=self._later)
+        self._ssl, self._proxy, self._ended = ssl, proxy, core.connection_lost
 
     def _act(self) -> bool:
         actions = self._core.actions()
@@ -272,9 +269,6 @@ class Client(_Channel, SyncClient):
         self._until(lambda: True if self._closed else None, None)
         self._release(flush=True)
 
-    def __enter__(self) -> Client:
-        return self
-
 
 def connect(
     url: str,
@@ -307,11 +301,8 @@ class ServerWebSocket(_Channel, SyncSession):
     def __init__(
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
-        _Channel.__init__(self, server._lock, session)
-        ready = self._opened = threading.Event()  # set once the handshake completed
-        SyncSession.__init__(
-            self, session, clock=monotonic, wake=self._wake, opened=ready.set, reading=self._wake
-        )
+        self._opened = threading.Event()  # set once the handshake completed
+        super().__init__(session, server._lock, opened=self._opened.set)
         self._sock, self.remote_address = sock, address
         self._ended = lambda error, now: session.receive_eof(now)
 
@@ -351,23 +342,22 @@ class Server(SyncServer):
         self.host, self.port = listener.getsockname()[:2]
         #: Connection threads and, once the TLS handshake is done, their WebSocket.
         self._conns: dict[threading.Thread, ServerWebSocket | None] = {}
-        self._stopped = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._accepter = threading.Thread(target=self._accept, name="zenws-accept", daemon=True)
         self._accepter.start()
 
     def _accept(self) -> None:
-        with _Selector() as selector:
+        with _Selector() as selector, self._listener, self._wake_r, self._wake_w:
             selector.register(self._listener, _READ)
             selector.register(self._wake_r, _READ)
-            while selector.select() and not self._stopped.is_set():
+            while all(key.fileobj is self._listener for key, _ in selector.select()):
                 try:
                     sock, address = self._listener.accept()
                 except BlockingIOError:  # the client left before we got to it
                     continue
                 except OSError as exc:  # EMFILE and friends: let connections finish first
                     log.warning("zenws: accept failed: %s", exc)
-                    self._stopped.wait(0.1)
+                    sleep(0.1)
                     continue
                 thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
                 with self._lock:
@@ -399,12 +389,9 @@ class Server(SyncServer):
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, drop what is left at the deadline."""
-        if not self._stopped.is_set():
-            self._stopped.set()
+        with contextlib.suppress(OSError):  # closed by the accept thread: stopped already
             self._wake_w.send(b"\0")
-            self._accepter.join()
-            for closing in (self._listener, self._wake_r, self._wake_w):
-                closing.close()
+        self._accepter.join()
         with self._lock:
             threads, conns = list(self._conns), [ws for ws in self._conns.values() if ws]
             end = monotonic() + self._begin_shutdown(conns, timeout)
