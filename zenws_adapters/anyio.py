@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
-import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSListener, TLSStream
 
@@ -83,11 +82,9 @@ class _Driven:
         super().__init__(machine, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
         self._broken: BaseException | None = None  # a write error, for the loop to report
-        self._write_lock = anyio.Lock()
-        self._changed = anyio.Event()
-        self._wait_scope: anyio.CancelScope | None = None
-        self._wait_deadline = math.inf
-        self._poked = False
+        self._write_lock, self._changed = anyio.Lock(), anyio.Event()
+        self._wait_scope: anyio.CancelScope | None = None  # the loop's wait, until _wait_deadline
+        self._wait_deadline, self._poked = math.inf, False
         self._actions: list[Any] = []  # the client core's transport actions, in order
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -207,11 +204,8 @@ class Client(_Driven, AsyncClient):
     def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
         super().__init__(core, None, core.config.connection.close_timeout, run=self._call)
         self._ssl, self._proxy = ssl, proxy
-        self._run_scope = anyio.CancelScope()
-        self._connect_scope = anyio.CancelScope()
-        self._generation = 0
-        self._closing = False
-        self._done = anyio.Event()
+        self._run_scope, self._connect_scope = anyio.CancelScope(), anyio.CancelScope()
+        self._generation, self._closing, self._done = 0, False, anyio.Event()
         _spawn(self._run)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -247,6 +241,11 @@ class Client(_Driven, AsyncClient):
             self._end()  # nothing is left to settle open, request and ping waiters
             self._done.set()
             self._wake()
+
+    async def _started(self, wait_open: bool, timeout: float | None) -> Client:
+        if wait_open:
+            await self._wait_open(timeout)
+        return self
 
     def _ended(self) -> bool:
         return self._closing and self._closed
@@ -325,13 +324,7 @@ def connect(
     """
     core = build_core(url, options)
 
-    async def start() -> Client:
-        client = Client(core, ssl, proxy)
-        if wait_open:
-            await client._wait_open(open_timeout)
-        return client
-
-    return Opening(start)
+    return Opening(lambda: Client(core, ssl, proxy)._started(wait_open, open_timeout))
 
 
 # =========================================================================== server
@@ -385,8 +378,7 @@ class Server(AsyncServer):
             listener = TLSListener(listener, ssl, False, handshake_timeout=timeout)
         self._listener = listener
         self._sockets: set[ServerWebSocket] = set()
-        self._accepting = anyio.CancelScope()
-        self._connections = anyio.CancelScope()
+        self._accepting, self._connections = anyio.CancelScope(), anyio.CancelScope()
         self._done = anyio.Event()
         _spawn(self._run)
 
