@@ -78,7 +78,8 @@ class _Driven:
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
 
     def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None, **hooks: Any):
-        hooks.update(clock=_now, wake=self._wake, reading=self._reading)
+        # reading(paused): the loop looks at _reading_paused again (resumes once half drained)
+        hooks.update(clock=_now, wake=self._wake, reading=lambda _paused: self._poke())
         super().__init__(machine, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
         self._broken: BaseException | None = None  # a write error, for the loop to report
@@ -96,11 +97,6 @@ class _Driven:
         self._poked = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
-
-    def _reading(self, paused: bool) -> None:
-        """The driver's ``reading`` hook: once the inbox drained to half, read again."""
-        if not paused:
-            self._poke()
 
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (result := take()) is None:
@@ -374,8 +370,8 @@ class Server(AsyncServer):
         local = listener.extra(anyio.abc.SocketAttribute.local_address)
         self.host, self.port = str(local[0]), int(local[1])
         if ssl is not None:
-            timeout = config.connection.handshake_timeout or math.inf
-            listener = TLSListener(listener, ssl, False, handshake_timeout=timeout)
+            limit = config.connection.handshake_timeout or math.inf
+            listener = TLSListener(listener, ssl, False, handshake_timeout=limit)
         self._listener = listener
         self._sockets: set[ServerWebSocket] = set()
         self._accepting, self._connections = anyio.CancelScope(), anyio.CancelScope()
