@@ -6,6 +6,7 @@ Each test runs one ``curio.run`` with a curio server and curio clients on 127.0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -25,6 +26,7 @@ from zenws_core import (
     ClientClosedError,
     ClientState,
     Connected,
+    ConnectionConfig,
     Disconnected,
     Envelope,
     GaveUp,
@@ -494,5 +496,65 @@ def test_wildcard_bind_url_reads_as_loopback(host: str, loopback: str) -> None:
             async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
                 await client.send_text("via wildcard")
                 assert await client.recv(timeout=5) == "via wildcard"
+
+    run(main)
+
+
+def test_reconnect_after_giving_up() -> None:
+    """``reconnect()`` (from the shared async API) opens again once the client gave up."""
+
+    async def main() -> None:
+        port = free_port()
+        client = await zc.connect(
+            f"ws://127.0.0.1:{port}/", wait_open=False, reconnect=NO_RECONNECT
+        )
+        await client.wait_for(lambda e: isinstance(e, GaveUp), timeout=5)
+        assert client.state is ClientState.CLOSED
+        async with zc.serve("127.0.0.1", port, echo):
+            await client.reconnect()
+            await client.wait_for(lambda e: isinstance(e, Connected), timeout=5)
+            await client.send_text("again")
+            assert await client.recv(timeout=5) == "again"
+            await client.close()
+
+    run(main)
+
+
+def test_the_handler_finishes_after_its_connection_ended() -> None:
+    """The connection task waits for the handler: code after the message loop still runs."""
+    finished = curio.Event()
+
+    async def handler(ws: zc.ServerWebSocket) -> None:
+        async for _message in ws:
+            pass
+        await curio.sleep(0.05)  # the transport is gone by now; the handler is not cut
+        await finished.set()
+
+    async def main() -> None:
+        async with zc.serve("127.0.0.1", 0, handler) as server:
+            async with zc.connect(server.url, reconnect=NO_RECONNECT) as client:
+                await client.send_text("one")
+            await curio.timeout_after(5, finished.wait())
+            while server._connections:  # the connection task ends right after its handler
+                await curio.sleep(0.01)
+            assert server.status().connections == 0
+
+    run(main)
+
+
+def test_a_silent_tls_client_is_dropped_at_the_handshake_deadline(pki: TestPKI) -> None:
+    """TCP open, no ClientHello: the session's handshake timeout also bounds the TLS handshake."""
+
+    async def main() -> None:
+        fast = ConnectionConfig(handshake_timeout=0.2)
+        async with zc.serve(
+            "127.0.0.1", 0, echo, ssl=pki.server_context(), connection=fast
+        ) as server:
+            sock = await curio.open_connection("127.0.0.1", server.port)
+            async with sock:
+                with contextlib.suppress(ConnectionResetError):  # a reset is a drop too
+                    assert await curio.timeout_after(5, sock.recv(1024)) == b""
+            while server._connections:
+                await curio.sleep(0.01)
 
     run(main)

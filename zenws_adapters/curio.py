@@ -34,6 +34,7 @@ READ_SIZE = 256 * 1024
 CLOSE_GRACE = 5.0
 #: Seconds the timer task sleeps when the core has no deadline (an earlier one wakes it).
 IDLE = 3600.0
+_SSL = _ssl.SSLContext | None
 
 
 class _Transport:
@@ -222,9 +223,7 @@ class _Curio:
 class Client(_Curio, AsyncClient):
     """A resilient WebSocket client on curio; see ``connect``."""
 
-    def __init__(
-        self, core: ReconnectingClient[Handler], ssl: _ssl.SSLContext | None, proxy: str | None
-    ) -> None:
+    def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
         self._user = InOrder()  # async handlers run in order on one runner task
         super().__init__(core, run=self._user)
         self._ssl, self._proxy = ssl, proxy
@@ -377,9 +376,7 @@ ServerHandler = Callable[[ServerWebSocket], Awaitable[Any]]
 class Server(AsyncServer):
     """A running zenws server (one listening socket, one task per connection)."""
 
-    def __init__(
-        self, sock: Any, handler: ServerHandler, ssl: _ssl.SSLContext | None, config: ServerConfig
-    ) -> None:
+    def __init__(self, sock: Any, handler: ServerHandler, ssl: _SSL, config: ServerConfig) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
         self._sock, self._handler, self.ssl = sock, handler, ssl
         self.host, self.port = sock.getsockname()[:2]
