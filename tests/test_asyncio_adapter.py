@@ -217,7 +217,7 @@ def test_handler_exception_closes_1011(caplog: pytest.LogCaptureFixture) -> None
         await ws.recv()
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="zenws.asyncio"):
+    with caplog.at_level(logging.ERROR, logger="zenws"):
         event = _close_code_after(broken)
     assert event.code == 1011
     assert any("boom" in (r.exc_text or "") for r in caplog.records)
