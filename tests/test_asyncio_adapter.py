@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -35,6 +35,7 @@ from zenws_core import (
     ConnectionConfig,
     Disconnected,
     Envelope,
+    FailureKind,
     GaveUp,
     HeartbeatConfig,
     ReconnectConfig,
@@ -178,7 +179,8 @@ def test_a_closed_server_connection_keeps_no_timer() -> None:
 
     async def keep(ws: ServerWebSocket) -> None:
         sockets.append(ws)
-        await ws.recv()
+        async for _ in ws:
+            pass
 
     async def main() -> None:
         async with await serve(
@@ -399,6 +401,31 @@ def test_proxy_refusal_is_a_connect_failure(authenticated_http_proxy: HttpProxy)
                 )
             assert info.value.event is not None
             assert "407" in info.value.event.failure.detail
+
+    run_test(main)
+
+
+def test_connect_timeout_cancels_a_connect_stuck_in_the_proxy_exchange() -> None:
+    """A proxy that accepts TCP and never answers CONNECT: the core's connect timeout fires,
+    ``CloseTransport`` cancels the connect task, and its transport is dropped."""
+    accepted: list[asyncio.Transport] = []
+
+    class Silent(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.append(cast(asyncio.Transport, transport))
+
+    async def main() -> None:
+        listener = await asyncio.get_running_loop().create_server(Silent, "127.0.0.1", 0)
+        proxy = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+        with pytest.raises(ConnectError) as info:
+            await connect(
+                "ws://127.0.0.1:9/", proxy=proxy, connect_timeout=0.2, reconnect=NO_RECONNECT
+            )
+        assert info.value.event is not None
+        assert info.value.event.failure.kind is FailureKind.CONNECT_TIMEOUT
+        await until(lambda: len(accepted) == 1 and accepted[0].is_closing())
+        listener.close()
+        await listener.wait_closed()
 
     run_test(main)
 
