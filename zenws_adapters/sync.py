@@ -323,16 +323,13 @@ class ServerWebSocket(_Channel, SyncSession):
         return True if self._sock is None else None
 
 
-_Handler = Callable[[ServerWebSocket], object]
-
-
 class Server(SyncServer):
     """A running server: accept loop in a background thread, one thread per connection."""
 
     def __init__(
         self,
         listener: socket.socket,
-        handler: _Handler,
+        handler: Callable[[ServerWebSocket], object],
         config: ServerConfig,
         ssl: SSLContext | None,
     ) -> None:
@@ -340,8 +337,7 @@ class Server(SyncServer):
         self._lock = threading.RLock()  # guards the hub and every connection's core
         self._listener, self._handler, self._ssl, self.config = listener, handler, ssl, config
         self.host, self.port = listener.getsockname()[:2]
-        #: Connection threads and, once the TLS handshake is done, their WebSocket.
-        self._conns: dict[threading.Thread, ServerWebSocket | None] = {}
+        self._conns: dict[ServerWebSocket, threading.Thread] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._accepter = threading.Thread(target=self._accept, name="zenws-accept", daemon=True)
         self._accepter.start()
@@ -353,39 +349,33 @@ class Server(SyncServer):
             while all(key.fileobj is self._listener for key, _ in selector.select()):
                 try:
                     sock, address = self._listener.accept()
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except BlockingIOError:  # the client left before we got to it
                     continue
                 except OSError as exc:  # EMFILE and friends: let connections finish first
                     log.warning("zenws: accept failed: %s", exc)
                     sleep(0.1)
                     continue
-                thread = threading.Thread(target=self._run, args=(sock, address), daemon=True)
+                sock.setblocking(False)
+                if self._ssl is not None:  # server side; the handshake runs in the first reads
+                    sock = self._ssl.wrap_socket(sock, True, do_handshake_on_connect=False)
                 with self._lock:
-                    self._conns[thread] = None
+                    ws = ServerWebSocket(self, sock, address, self.hub.session(monotonic()))
+                    thread = threading.Thread(target=self._run, args=(ws,), daemon=True)
+                    self._conns[ws] = thread
                 thread.start()
 
-    def _run(self, sock: socket.socket, address: Any) -> None:
-        """One connection: TLS, the handshake (the core decides), ``handler(ws)``, close."""
+    def _run(self, ws: ServerWebSocket) -> None:
+        """One connection: the handshake (the core decides), ``handler(ws)``, close."""
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl is not None:
-                sock.settimeout(self.config.connection.handshake_timeout)
-                sock = self._ssl.wrap_socket(sock, server_side=True)
-            sock.setblocking(False)
-            with self._lock:
-                ws = ServerWebSocket(self, sock, address, self.hub.session(monotonic()))
-                self._conns[threading.current_thread()] = ws
             ws._until(lambda: ws._opened.is_set() or ws._gone(), None)
             if ws._opened.is_set():
                 ws._run_handler(self._handler)
             ws.close()
-        except OSError as exc:
-            log.debug("zenws: connection from %s ended: %s", address, exc)
         finally:
             with self._lock:
-                if (ended := self._conns.pop(threading.current_thread())) is not None:
-                    ended._release(flush=False)
-            sock.close()
+                del self._conns[ws]
+                ws._release(flush=False)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, drop what is left at the deadline."""
@@ -393,11 +383,10 @@ class Server(SyncServer):
             self._wake_w.send(b"\0")
         self._accepter.join()
         with self._lock:
-            threads, conns = list(self._conns), [ws for ws in self._conns.values() if ws]
+            conns, threads = list(self._conns), list(self._conns.values())
             end = monotonic() + self._begin_shutdown(conns, timeout)
-            for ws in conns:
+            for ws in conns:  # the close frames go out now, all at once
                 ws._process(monotonic())
-                ws._wake()
         for ws in conns:  # drive them from here too: a busy handler may not be reading
             if ws._until(ws._gone, end - monotonic()) is None:  # drop it without a handshake
                 ws._submit(partial(ws._lost, TimeoutError("server shutdown deadline")))
