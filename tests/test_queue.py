@@ -113,6 +113,16 @@ def test_dropped_by_cause_is_a_read_only_view_with_every_cause() -> None:
         counts[DropCause.EXPIRED] = 3  # type: ignore[index]
 
 
+def test_drop_counters_start_empty_and_a_view_taken_early_stays_live() -> None:
+    queue = OutboundQueue(QueueConfig(max_messages=1, overflow=OverflowPolicy.DROP_NEWEST))
+    assert queue.dropped_total == 0  # no counters exist yet
+    counts = queue.dropped_by_cause
+    queue.put("a", 0.0)
+    queue.put("b", 0.0)  # dropped: the queue holds one message
+    assert counts[DropCause.OVERFLOW] == 1
+    assert queue.dropped_total == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Overflow policies
 # ---------------------------------------------------------------------------------------------

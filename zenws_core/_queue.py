@@ -172,7 +172,8 @@ class OutboundQueue:
         self._bytes = 0
         self._next_seq = 0
         self._enqueued_total = 0
-        self._drops: dict[DropCause, int] = dict.fromkeys(DropCause, 0)
+        # Counters per cause, made by the first drop or look (most queues never drop).
+        self._drops: dict[DropCause, int] | None = None
 
     # -- observation ------------------------------------------------------------------
 
@@ -196,11 +197,11 @@ class OutboundQueue:
     @property
     def dropped_by_cause(self) -> Mapping[DropCause, int]:
         """Cumulative count of messages dropped or refused, per cause (read-only view)."""
-        return MappingProxyType(self._drops)
+        return MappingProxyType(self._counters())
 
     @property
     def dropped_total(self) -> int:
-        return sum(self._drops.values())
+        return sum(self._drops.values()) if self._drops is not None else 0
 
     def peek(self) -> QueuedMessage | None:
         """The oldest message, left in place; ``None`` when empty."""
@@ -245,7 +246,7 @@ class OutboundQueue:
         if size > config.max_bytes:
             reason = f"message of {size} bytes exceeds max_bytes {config.max_bytes}"
             if policy is OverflowPolicy.REJECT:
-                self._drops[DropCause.REJECTED] += 1
+                self._counters()[DropCause.REJECTED] += 1
                 raise QueueFull("bytes", reason, size)
             message = self._make(payload, size, now, expires_at, tag)
             return message, [self._count(message, DropCause.TOO_LARGE)]
@@ -254,7 +255,7 @@ class OutboundQueue:
         dropped: list[Dropped] = []
         if not fits:
             if policy is OverflowPolicy.REJECT:
-                self._drops[DropCause.REJECTED] += 1
+                self._counters()[DropCause.REJECTED] += 1
                 if len(self._items) >= config.max_messages:
                     raise QueueFull("messages", f"queue full: {config.max_messages} messages", size)
                 raise QueueFull("bytes", f"queue full: {config.max_bytes} bytes", size)
@@ -343,8 +344,14 @@ class OutboundQueue:
         return QueuedMessage(seq, payload, size, now, expires_at, tag)
 
     def _count(self, message: QueuedMessage, cause: DropCause) -> Dropped:
-        self._drops[cause] += 1
+        self._counters()[cause] += 1
         return Dropped(message, cause)
+
+    def _counters(self) -> dict[DropCause, int]:
+        drops = self._drops
+        if drops is None:
+            drops = self._drops = dict.fromkeys(DropCause, 0)
+        return drops
 
     def _skip_tombstones(self) -> None:
         order = self._order
