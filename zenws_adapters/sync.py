@@ -11,13 +11,11 @@ Reconnects, heartbeats, queueing and timeouts all stay in ``zenws_core``; the pu
 from __future__ import annotations
 
 import contextlib
-import logging
 import selectors
 import socket
 import ssl as _ssl
 import threading
 from collections.abc import Callable
-from functools import partial
 from ssl import SSLContext
 from time import monotonic, sleep
 from typing import Any, TypeVar
@@ -27,11 +25,10 @@ from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSe
 from ._api import SyncClient, SyncServer, SyncSession
 from ._common import ConnectTunnel, ProxyError, classify_os_error, client_ssl_context, proxy_for
 from ._driver import INBOX_LIMIT as INBOX_LIMIT
-from ._driver import Handler, _Inbox, build_core, call_user, server_config
+from ._driver import Handler, _Inbox, build_core, call_user, log, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-log = logging.getLogger("zenws.sync")
 T = TypeVar("T")
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
@@ -40,7 +37,6 @@ _READ_BUDGET = 4 * 1024 * 1024
 #: A fresh poll set per wait: no system call to build it, nothing shared between threads.
 _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 _ClientCore = ReconnectingClient[Handler]
-_Core = _ClientCore | ServerSession
 
 
 class _Channel(_Inbox):
@@ -57,12 +53,12 @@ class _Channel(_Inbox):
     #: The core learns of EOF (``error`` None) or a transport error.
     _ended: Callable[[str | None, float], None]
 
-    def __init__(self, conn: _Core, lock: threading.RLock, **hooks: Any) -> None:
+    def __init__(self, conn: _ClientCore | ServerSession, lock: threading.RLock, **hooks: Any):
         hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
         super().__init__(conn, **hooks)  # type: ignore[arg-type]  # the driver's, next in the MRO
         self._conn, self._lock = conn, lock
         self._sock: socket.socket | None = None
-        self._out, self._waiters = bytearray(), 0
+        self._out = bytearray()
         self._calls: list[Callable[[], object]] = []  # user code, run outside the lock
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -78,9 +74,8 @@ class _Channel(_Inbox):
 
     def _wake(self, *_: object) -> None:
         """Make threads waiting in ``select`` look at the core again (also the reading hook)."""
-        if self._waiters:
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"\0")
+        with contextlib.suppress(OSError):  # full: the waiters wake up anyway; closed: none
+            self._wake_w.send(b"\0")
 
     def _submit(self, call: Callable[[float], T]) -> T:
         """``call(now)`` on the core, then its bytes written (blocking, like ``sendall``)."""
@@ -95,7 +90,10 @@ class _Channel(_Inbox):
         """Drive I/O until ``take()`` (called under the lock) is not None; None when time is up."""
         end = None if timeout is None else monotonic() + timeout
         while True:
-            self._run_calls()
+            with self._lock:
+                calls, self._calls = self._calls, []
+            for call in calls:  # user code queued by the core's events, outside the lock
+                call()
             with self._lock:
                 result = take()
             remaining = None if end is None else end - monotonic()
@@ -113,6 +111,8 @@ class _Channel(_Inbox):
             wait = min((w for w in (limit, due) if w is not None), default=None)
             selector = _Selector()
             if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
+                with contextlib.suppress(OSError):  # wake-ups before now are seen already
+                    self._wake_r.recv(65536)
                 selector.register(self._wake_r, _READ)
             if sock is not None:
                 mask = (_READ if self._may_read() else 0) | (_WRITE if self._out else 0)
@@ -120,12 +120,8 @@ class _Channel(_Inbox):
                     wait = 0.0  # decrypted bytes wait in the TLS layer, not in the kernel
                 if mask:
                     selector.register(sock, mask)
-            self._waiters += 1  # (if select raises, only needless wake-ups follow)
         ready = any(key.fileobj is sock for key, _ in selector.select(wait))
         with self._lock:
-            self._waiters -= 1
-            with contextlib.suppress(OSError):  # more than this: one more (harmless) wake-up
-                self._wake_r.recv(65536)
             # Only deadlines due before this read fire in this step: one the bytes below set
             # (a violation right after complete messages) waits one step, so the caller gets
             # those messages first and can answer them in wire order (RFC 6455 section 7.1.7).
@@ -147,10 +143,10 @@ class _Channel(_Inbox):
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
-                self._lost(exc, now)
+                self._lost(now, exc)
                 return
             if not data:
-                self._lost(None, now)
+                self._lost(now)
                 return
             budget -= len(data)
             self._conn.receive_data(data, now)
@@ -167,9 +163,9 @@ class _Channel(_Inbox):
             except _WOULD_BLOCK:
                 return
             except OSError as exc:
-                self._lost(exc, now)
+                self._lost(now, exc)
 
-    def _lost(self, error: BaseException | None, now: float) -> None:
+    def _lost(self, now: float, error: BaseException | None = None) -> None:
         """EOF (``error`` None) or a transport error: the socket is gone."""
         self._close_socket(flush=False)
         self._ended(None if error is None else str(error) or type(error).__name__, now)
@@ -184,12 +180,6 @@ class _Channel(_Inbox):
             sock.close()
             self._wake()
         self._out.clear()
-
-    def _run_calls(self) -> None:
-        with self._lock:
-            calls, self._calls = self._calls, []
-        for call in calls:
-            call()
 
     def _later(self, handler: Handler, argument: Any) -> None:
         """User code runs outside the lock, in the thread that waits next."""
@@ -217,16 +207,14 @@ class Client(_Channel, SyncClient):
 
     def _act(self) -> bool:
         actions = self._core.actions()
-        for action in actions:
+        for action in actions:  # done in order: a CloseTransport is for the current socket
+            self._close_socket(flush=True)  # (and no socket outlives an OpenTransport)
             if isinstance(action, OpenTransport):
                 self._open(action)
-            else:  # actions are done in order: a CloseTransport is for the current socket
-                self._close_socket(flush=True)
         return self._dispatch_events() or bool(actions)
 
     def _open(self, action: OpenTransport) -> None:
         """TCP (each resolved address in turn), CONNECT through a proxy, TLS; tell the core."""
-        self._close_socket(flush=False)
         end = monotonic() + action.timeout
         try:
             with contextlib.ExitStack() as stack:  # closes the socket if a step fails
@@ -234,18 +222,17 @@ class Client(_Channel, SyncClient):
                 target = (proxy.host, proxy.port) if proxy else (action.host, action.port)
                 sock = stack.enter_context(socket.create_connection(target, action.timeout))
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(max(end - monotonic(), 0.001))  # for the proxy and TLS steps
                 leftover: bytes | None = b""
                 if proxy is not None:
                     tunnel, leftover = ConnectTunnel(proxy, action.host, action.port), None
                     sock.sendall(tunnel.request())
                     while leftover is None:
-                        sock.settimeout(max(end - monotonic(), 0.001))
                         leftover = tunnel.receive(sock.recv(65536))
                 if action.tls is not None:
                     if leftover:
                         raise ProxyError("unexpected bytes from the proxy before TLS")
                     context = self._ssl or client_ssl_context(action.tls)
-                    sock.settimeout(max(end - monotonic(), 0.001))
                     sock = context.wrap_socket(sock, server_hostname=action.server_hostname)
                 sock.setblocking(False)
                 stack.pop_all()
@@ -261,7 +248,7 @@ class Client(_Channel, SyncClient):
     def poll(self, timeout: float = 0.0) -> None:
         """Drive I/O and timers for at most ``timeout`` seconds without taking messages."""
         self._step(timeout)
-        self._run_calls()
+        self._until(lambda: True, None)  # runs the user code that step queued
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good (RFC 6455 section 7.1.2), waiting for the closing handshake."""
@@ -389,7 +376,7 @@ class Server(SyncServer):
                 ws._process(monotonic())
         for ws in conns:  # drive them from here too: a busy handler may not be reading
             if ws._until(ws._gone, end - monotonic()) is None:  # drop it without a handshake
-                ws._submit(partial(ws._lost, TimeoutError("server shutdown deadline")))
+                ws._submit(ws._lost)
         for thread in threads:
             thread.join(max(end - monotonic(), 0.0) + 1.0)
 
