@@ -130,15 +130,18 @@ class AsyncClient(ClientDriver, _AsyncCommon):
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def _wait_open(self, timeout: float | None) -> None:
-        """``connect(wait_open=True)``: the first ``Connected``, else close and ``ConnectError``."""
-        try:
-            await self._within(timeout, self._result(self._open_waiter(Pending[None]())))
-        except BaseException as exc:
-            await self._abandon()
-            if isinstance(exc, TimeoutError):
-                raise self._open_timed_out(timeout) from None
-            raise
+    async def _started(self, wait_open: bool, timeout: float | None) -> Self:
+        """The end of ``connect()``: the client, with ``wait_open`` once its first ``Connected``
+        came (else it is closed and ``ConnectError`` raised)."""
+        if wait_open:
+            try:
+                await self._within(timeout, self._result(self._open_waiter(Pending[None]())))
+            except BaseException as exc:
+                await self._abandon()
+                if isinstance(exc, TimeoutError):
+                    raise self._open_timed_out(timeout) from None
+                raise
+        return self
 
     async def _abandon(self) -> None:
         """Clean up after a failed or cancelled ``connect``."""

@@ -219,16 +219,25 @@ class ConnectTunnel:
         )
 
     async def exchange(
-        self, send: Callable[[bytes], Awaitable[Any]], receive: Callable[[int], Awaitable[bytes]]
+        self,
+        send: Callable[[bytes], Awaitable[Any]],
+        receive: Callable[[int], Awaitable[bytes]],
+        eof: type[BaseException] | tuple[type[BaseException], ...] = (),
     ) -> bytes:
         """The whole exchange over a connected stream's ``send(data)`` and ``receive(max)``.
 
         Returns the bytes that followed the response; ``ProxyError`` as ``receive`` does.
+        ``eof``: the exception ``receive`` raises at the end of the stream, if it does not
+        return ``b""`` there.
         """
         await send(self.request())
-        while (rest := self.receive(await receive(64 * 1024))) is None:
-            pass
-        return rest
+        while True:
+            try:
+                data = await receive(64 * 1024)
+            except eof:
+                data = b""
+            if (rest := self.receive(data)) is not None:
+                return rest
 
     def receive(self, data: bytes) -> bytes | None:
         if not data:

@@ -71,6 +71,7 @@ __all__ = [
     "build_core",
     "call_user",
     "encode_json",
+    "run_logged",
     "server_config",
 ]
 
@@ -183,11 +184,16 @@ class InOrder:
     async def run(self) -> None:
         """Await what waits, in order, until nothing is left."""
         while self._queue:
-            try:
-                await self._queue.popleft()
-            except Exception:
-                log.exception("zenws async handler failed")
+            await run_logged(self._queue.popleft())
         self._queue = _NOTHING_QUEUED
+
+
+async def run_logged(awaitable: Awaitable[Any]) -> None:
+    """Await what user code returned; its exception is logged, never raised."""
+    try:
+        await awaitable
+    except Exception:
+        log.exception("zenws async handler failed")
 
 
 def encode_json(obj: Any) -> str:

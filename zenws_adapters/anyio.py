@@ -25,9 +25,10 @@ from anyio.streams.tls import TLSListener, TLSStream
 
 from zenws_core import ClientState, OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
+from . import _driver
 from ._api import AsyncClient, AsyncServer, AsyncSession
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for, root_cause
-from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log, server_config
+from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log
 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -55,13 +56,6 @@ def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> object:
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
-
-
-async def _await_logged(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.exception("zenws async handler failed")
 
 
 class _Driven:
@@ -220,7 +214,7 @@ class Client(_Driven, AsyncClient):
         """The driver's ``run`` hook: an async handler runs as a task of the client."""
         result = call_user(handler, argument)
         if result is not None and self._tg is not None:
-            self._tg.start_soon(_await_logged, result)
+            self._tg.start_soon(_driver.run_logged, result)
 
     async def _run(self) -> None:
         """The client's one background task: service the core, read, sleep to deadlines."""
@@ -237,11 +231,6 @@ class Client(_Driven, AsyncClient):
             self._end()  # nothing is left to settle open, request and ping waiters
             self._done.set()
             self._wake()
-
-    async def _started(self, wait_open: bool, timeout: float | None) -> Client:
-        if wait_open:
-            await self._wait_open(timeout)
-        return self
 
     def _ended(self) -> bool:
         return self._closing and self._closed
@@ -279,24 +268,18 @@ class Client(_Driven, AsyncClient):
 
         Returns the bytes the proxy passed on after its answer (the server's first bytes).
         """
-        if action.tls is not None:
-            self._ssl = self._ssl or client_ssl_context(action.tls)
         proxy = proxy_for(action.host, action.tls is not None, proxy=self._proxy)
         target = (action.host, action.port) if proxy is None else (proxy.host, proxy.port)
         self._stream = stream = await anyio.connect_tcp(*target)
-        leftover: bytes | None = None if proxy else b""
+        leftover = b""
         if proxy is not None:
             tunnel = ConnectTunnel(proxy, action.host, action.port)
-            await stream.send(tunnel.request())
-        while leftover is None:
-            try:
-                leftover = tunnel.receive(await stream.receive())
-            except anyio.EndOfStream:
-                leftover = tunnel.receive(b"")
+            leftover = await tunnel.exchange(stream.send, stream.receive, anyio.EndOfStream)
         if action.tls is not None:
             if leftover:
                 raise ConnectionError("proxy sent data before the TLS handshake")
-            hostname, context = action.server_hostname, self._ssl
+            hostname = action.server_hostname
+            self._ssl = context = self._ssl or client_ssl_context(action.tls)
             self._stream = await TLSStream.wrap(
                 stream, hostname=hostname, ssl_context=context, standard_compatible=False
             )
@@ -367,8 +350,7 @@ class Server(AsyncServer):
     def __init__(self, handler: Handler, config: ServerConfig, listener: Any, ssl: _SSL) -> None:
         super().__init__(config, clock=_now, secure=ssl is not None)
         self.handler = handler
-        local = listener.extra(anyio.abc.SocketAttribute.local_address)
-        self.host, self.port = str(local[0]), int(local[1])
+        self.host, self.port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
         if ssl is not None:
             limit = config.connection.handshake_timeout or math.inf
             listener = TLSListener(listener, ssl, False, handshake_timeout=limit)
@@ -419,7 +401,7 @@ def serve(
     **fields: Any,
 ) -> Opening[Server]:
     """``async with serve(host, port, handler) as server`` or ``server = await serve(...)``."""
-    final = server_config(config, fields)
+    final = _driver.server_config(config, fields)
 
     async def start() -> Server:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)

@@ -299,9 +299,7 @@ def connect(
     async def start() -> Client:
         client = Client(core, ssl, proxy)
         await client._submit(core.start)
-        if wait_open:
-            await client._wait_open(open_timeout)
-        return client
+        return await client._started(wait_open, open_timeout)
 
     return Opening(start)
 

@@ -308,9 +308,7 @@ def connect(
         client = Client(core, ssl, proxy)
         client._timer = await curio.spawn(client._tick, daemon=True)
         await client._submit(core.start)
-        if wait_open:
-            await client._wait_open(open_timeout)
-        return client
+        return await client._started(wait_open, open_timeout)
 
     return Opening(start)
 
