@@ -8,6 +8,7 @@ connections whose handler is busy, and the error surface of ``connect``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -16,12 +17,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.certs import TestPKI
 from zenws_adapters import sync
 from zenws_adapters._errors import ConnectError, ConnectionClosed, RequestTimeout
 from zenws_core import (
     ClientClosedError,
     ClientState,
     Connected,
+    ConnectionConfig,
     Disconnected,
     Envelope,
     GaveUp,
@@ -275,3 +278,23 @@ def test_server_send_after_close_raises_connection_closed() -> None:
             client.recv(10)
         client.close()
     assert outcome == [4001]
+
+
+def test_tls_server_drops_a_stalled_handshake_and_serves_others(pki: TestPKI) -> None:
+    """The TLS handshake runs in the connection's own reads, bounded by handshake_timeout."""
+    with (
+        sync.serve(
+            "127.0.0.1",
+            0,
+            echo,
+            ssl=pki.server_context(),
+            connection=ConnectionConfig(handshake_timeout=0.3),
+        ) as srv,
+        socket.create_connection(("127.0.0.1", srv.port)) as stalled,  # sends no ClientHello
+    ):
+        stalled.settimeout(10)
+        with sync.connect(srv.url, ssl=pki.client_context()) as client:
+            client.send_text("meanwhile")
+            assert client.recv(10) == "meanwhile"
+        with contextlib.suppress(ConnectionResetError):  # closed (or reset) by the server
+            assert stalled.recv(1) == b""
