@@ -336,13 +336,14 @@ class Server(SyncServer):
             while all(key.fileobj is self._listener for key, _ in selector.select()):
                 try:
                     sock, address = self._listener.accept()
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except BlockingIOError:  # the client left before we got to it
                     continue
                 except OSError as exc:  # EMFILE and friends: let connections finish first
                     log.warning("zenws: accept failed: %s", exc)
                     sleep(0.1)
                     continue
+                with contextlib.suppress(OSError):  # reset already: its first read will say so
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setblocking(False)
                 if self._ssl is not None:  # server side; the handshake runs in the first reads
                     sock = self._ssl.wrap_socket(sock, True, do_handshake_on_connect=False)
