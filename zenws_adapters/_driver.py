@@ -1,17 +1,22 @@
 """The half of every adapter that is the same on every runtime: no I/O, no runtime imports.
 
-An adapter owns transports, a clock and a way to wait; everything it would otherwise
-repeat lives here, parameterised by a few hooks:
+An adapter owns transports and a way to wait; everything it would otherwise repeat lives
+here, around a few hook methods the adapter overrides (or, in tests, passes to ``__init__``
+by name: ``clock=``, ``wake=``, ``reading=``, ``run=``, ``opened=``):
 
-- ``clock()``: the runtime's monotonic clock (the ``now`` given to the core);
-- ``wake()``: something changed (a message arrived, a lifecycle event, the end): tasks or
+- ``_clock()``: the monotonic clock giving the core its ``now`` (``time.monotonic``);
+- ``_wake()``: something changed (a message arrived, a lifecycle event, the end): tasks or
   threads waiting in ``recv``/``close``/``wait_for`` should look again;
 - waiters: one-shot result objects with ``done``, ``set_result`` and ``set_exception``
   that the adapter creates and hands over (an ``asyncio.Future`` fits; ``Pending`` is a
   plain slot polled after ``wake()``);
-- ``reading(paused)``: the inbox filled up (stop reading the transport) or drained;
-- ``run(handler, argument)``: call user code the runtime's way (``call_user`` does the
-  calling and logging; the hook decides where an awaitable result runs).
+- ``_reading(paused)``: the inbox filled up (stop reading the transport) or drained;
+- ``_run_user(handler, argument)``: call user code the runtime's way (``call_user`` does the
+  calling and logging; the hook decides where an awaitable result runs);
+- ``_opened()`` (server connections): the handshake completed, start the handler.
+
+Hooks are methods rather than stored callables so that an idle connection carries no
+bound-method objects and a compact instance dictionary.
 
 ``ClientDriver`` dispatches ``ReconnectingClient`` events (routing to handlers or the
 inbox, request and ping waiters, open waiters and ``ConnectError``, the end of iteration);
@@ -25,6 +30,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any, Generic, Protocol, TypeVar
@@ -148,10 +154,6 @@ def call_user(handler: Callable[[Any], Any], argument: Any) -> Awaitable[Any] | 
     return result if inspect.isawaitable(result) else None
 
 
-def _call_sync(handler: Callable[[Any], Any], argument: Any) -> None:
-    call_user(handler, argument)
-
-
 #: ``InOrder``'s queue while no awaitable waits: shared, never mutated (an empty deque costs
 #: 600 bytes per connection, and most handlers are plain functions).
 _NOTHING_QUEUED: deque[Any] = deque(maxlen=0)
@@ -218,15 +220,37 @@ def server_config(config: ServerConfig | None, options: dict[str, Any]) -> Serve
 _NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
-class _Inbox:
-    """Messages for ``recv`` and the pause/resume-reading decisions around them."""
+#: What hook keyword arguments of the drivers' ``__init__`` replace.
+_HOOKS = {"clock": "_clock", "wake": "_wake", "reading": "_reading", "run": "_run_user"}
 
-    def __init__(self, limit: int, reading: Callable[[bool], None] | None) -> None:
+
+class _Inbox:
+    """Messages for ``recv`` and the pause/resume-reading decisions around them.
+
+    Also the hooks' defaults: ``time.monotonic`` and nothing to do.
+    """
+
+    _clock = staticmethod(time.monotonic)
+    _inbox_limit = INBOX_LIMIT
+
+    def __init__(self, limit: int, hooks: dict[str, Callable[..., Any]]) -> None:
         self._inbox: deque[str | bytes] = _NO_MESSAGES
-        self._inbox_limit = limit
-        self._hook_reading = reading
+        if limit != INBOX_LIMIT:
+            self._inbox_limit = limit
+        for name, hook in hooks.items():  # given hooks replace the methods (tests)
+            setattr(self, _HOOKS.get(name, f"_{name}"), hook)
         #: True while the transport should not be read (the inbox is full).
         self._reading_paused = False
+
+    def _wake(self) -> None:
+        """Hook: something changed; whoever waits should look again."""
+
+    def _reading(self, paused: bool) -> None:
+        """Hook: stop reading the transport (``True``: the inbox is full) or read again.
+
+        By default a wake-up: whoever reads looks at ``_reading_paused`` again.
+        """
+        self._wake()
 
     def _put(self, message: str | bytes) -> None:
         if self._inbox is _NO_MESSAGES:
@@ -234,8 +258,7 @@ class _Inbox:
         self._inbox.append(message)
         if len(self._inbox) >= self._inbox_limit and not self._reading_paused:
             self._reading_paused = True
-            if self._hook_reading is not None:
-                self._hook_reading(True)
+            self._reading(True)
 
     def _pop(self) -> str | bytes:
         message = self._inbox.popleft()
@@ -243,8 +266,7 @@ class _Inbox:
             self._inbox = _NO_MESSAGES
         if self._reading_paused and len(self._inbox) <= self._inbox_limit // 2:
             self._reading_paused = False
-            if self._hook_reading is not None:
-                self._hook_reading(False)
+            self._reading(False)
         return message
 
 
@@ -258,17 +280,11 @@ class ClientDriver(_Inbox):
         self,
         core: ReconnectingClient[Handler],
         *,
-        clock: Callable[[], float],
-        wake: Callable[[], None],
-        reading: Callable[[bool], None] | None = None,
-        run: Callable[[Handler, Any], None] = _call_sync,
         inbox_limit: int = INBOX_LIMIT,
+        **hooks: Callable[..., Any],
     ) -> None:
-        super().__init__(inbox_limit, reading)
+        super().__init__(inbox_limit, hooks)
         self._core = core
-        self._clock = clock
-        self._hook_wake = wake
-        self._hook_run = run
         self._callbacks: list[Handler] = []
         self._replies: dict[str, Waiter[Envelope]] = {}
         self._pings: dict[bytes, tuple[float, Waiter[float]]] = {}
@@ -303,6 +319,10 @@ class ClientDriver(_Inbox):
 
     # ------------------------------------------------------------------ for the adapter
 
+    def _run_user(self, handler: Handler, argument: Any) -> None:
+        """Hook: call user code the runtime's way (here: plainly; awaitables are dropped)."""
+        call_user(handler, argument)
+
     @property
     def _closed(self) -> bool:
         return self._core.state is ClientState.CLOSED
@@ -322,7 +342,7 @@ class ClientDriver(_Inbox):
                 _fail(self._replies.pop(request_id), ConnectionClosed(None, "request cancelled"))
         if self._core.state is ClientState.CLOSED:
             self._end()
-        self._hook_wake()
+        self._wake()
         return True
 
     def _dispatch(self, event: ClientEvent) -> None:
@@ -330,7 +350,7 @@ class ClientDriver(_Inbox):
             if event.handlers:  # a message with handlers is theirs, not recv()'s
                 argument = event.envelope if event.envelope is not None else event.data
                 for handler in event.handlers:
-                    self._hook_run(handler, argument)
+                    self._run_user(handler, argument)
             else:
                 self._put(event.data)
             return
@@ -367,7 +387,7 @@ class ClientDriver(_Inbox):
                 _fail(opened, gave_up)
             self._open_waiters.clear()
         for callback in self._callbacks:
-            self._hook_run(callback, event)
+            self._run_user(callback, event)
 
     def _fail_pings(self, error: BaseException) -> None:
         pings, self._pings = self._pings, {}
@@ -445,17 +465,11 @@ class SessionDriver(_Inbox):
         self,
         session: ServerSession,
         *,
-        clock: Callable[[], float],
-        wake: Callable[[], None],
-        opened: Callable[[], None],
-        reading: Callable[[bool], None] | None = None,
         inbox_limit: int = INBOX_LIMIT,
+        **hooks: Callable[..., Any],
     ) -> None:
-        super().__init__(inbox_limit, reading)
+        super().__init__(inbox_limit, hooks)
         self._session = session
-        self._clock = clock
-        self._hook_wake = wake
-        self._hook_opened = opened
         self._pings: dict[bytes, tuple[float, Waiter[float]]] = {}
         #: True once the final ``Closed`` arrived (or the transport is gone).
         self.closed = False
@@ -483,6 +497,9 @@ class SessionDriver(_Inbox):
 
     # ------------------------------------------------------------------ for the adapter
 
+    def _opened(self) -> None:
+        """Hook: the opening handshake completed; start the application's handler."""
+
     def _dispatch_events(self) -> bool:
         """Drain the session's events: inbox, handler start, pongs, the final close.
 
@@ -495,7 +512,7 @@ class SessionDriver(_Inbox):
             if isinstance(event, MessageReceived):
                 self._put(event.data)
             elif isinstance(event, Opened):
-                self._hook_opened()
+                self._opened()
             elif isinstance(event, PongReceived):
                 sent = self._pings.pop(event.payload, None)
                 if sent is not None:
@@ -504,7 +521,7 @@ class SessionDriver(_Inbox):
             elif isinstance(event, Closed):
                 self.close_code, self.close_reason = event.code, event.reason
                 self._mark_closed()
-        self._hook_wake()
+        self._wake()
         return True
 
     def _mark_closed(self) -> None:
@@ -513,7 +530,7 @@ class SessionDriver(_Inbox):
         pings, self._pings = self._pings, {}
         for _sent_at, waiter in pings.values():
             _fail(waiter, ConnectionClosed(self.close_code, self.close_reason))
-        self._hook_wake()
+        self._wake()
 
     def _take(self) -> str | bytes | None:
         """The next message, ``None`` to wait, ``ConnectionClosed`` once closed."""
@@ -558,7 +575,9 @@ class SessionDriver(_Inbox):
 class ServerDriver:
     """The runtime-neutral half of a server: the hub, the address, status and shutdown."""
 
-    def __init__(self, config: ServerConfig, *, clock: Callable[[], float], secure: bool) -> None:
+    def __init__(
+        self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic, secure: bool
+    ) -> None:
         self.hub = ServerHub(config, now=clock())
         self._clock = clock
         self._secure = secure

@@ -7,6 +7,10 @@ are ``_driver``'s; reconnects, heartbeats, queueing, routing and timeouts the co
 Writers send through ``await stream.send(...)`` under one lock, so a slow peer slows the
 sender down (backpressure).  No ``ExceptionGroup`` leaves the adapter: the background tasks
 log user handler errors and turn transport errors into core news.
+
+The core's clock is ``time.monotonic``, not ``anyio.current_time``: on asyncio with uvloop
+that is the loop's cached millisecond clock, too coarse for round trips; deadlines are
+converted to anyio's clock only for the cancel scope the loop waits in.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import asyncio
 import contextvars
 import math
 import ssl as _ssl
-import time
 from collections.abc import Awaitable, Callable, Coroutine
+from time import monotonic as _now  # the core's clock: see the module docstring
 from typing import Any, TypeVar
 
 import anyio
@@ -33,9 +37,6 @@ from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
 T = TypeVar("T")
-#: The core's clock.  Not ``anyio.current_time``: on asyncio with uvloop that is the loop's
-#: cached millisecond clock, too coarse for round trips; deadlines are converted in ``_drive``.
-_now = time.monotonic
 _Machine = ReconnectingClient[Handler] | ServerSession
 _SSL = _ssl.SSLContext | None
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -71,10 +72,8 @@ class _Driven:
     _ended: Callable[[], bool]  # the loop ends: the transport is done with
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
 
-    def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None, **hooks: Any):
-        # reading(paused): the loop looks at _reading_paused again (resumes once half drained)
-        hooks.update(clock=_now, wake=self._wake, reading=lambda _paused: self._poke())
-        super().__init__(machine, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
+    def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None):
+        super().__init__(machine)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
         self._broken: BaseException | None = None  # a write error, for the loop to report
         self._write_lock, self._changed = anyio.Lock(), anyio.Event()
@@ -86,6 +85,9 @@ class _Driven:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+    def _reading(self, paused: bool) -> None:
+        self._poke()  # the loop looks at _reading_paused again (resumes once half drained)
 
     def _poke(self) -> None:
         self._poked = True
@@ -192,7 +194,7 @@ class Client(_Driven, AsyncClient):
     """A reconnecting WebSocket client; create it with ``connect(url, **options)``."""
 
     def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
-        super().__init__(core, None, core.config.connection.close_timeout, run=self._call)
+        super().__init__(core, None, core.config.connection.close_timeout)
         self._ssl, self._proxy = ssl, proxy
         self._run_scope, self._connect_scope = anyio.CancelScope(), anyio.CancelScope()
         self._generation, self._closing, self._done = 0, False, anyio.Event()
@@ -210,7 +212,7 @@ class Client(_Driven, AsyncClient):
             with anyio.CancelScope(shield=True):
                 await self._done.wait()
 
-    def _call(self, handler: Handler, argument: Any) -> None:
+    def _run_user(self, handler: Handler, argument: Any) -> None:
         """The driver's ``run`` hook: an async handler runs as a task of the client."""
         result = call_user(handler, argument)
         if result is not None and self._tg is not None:
@@ -314,7 +316,7 @@ class ServerWebSocket(_Driven, AsyncSession):
 
     def __init__(self, server: Server, stream: anyio.abc.ByteStream) -> None:
         session, timeout = server.hub.session(_now()), server.hub.config.connection.close_timeout
-        super().__init__(session, stream, timeout, opened=self._opened)
+        super().__init__(session, stream, timeout)
         self._server = server
         self.remote_address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
 

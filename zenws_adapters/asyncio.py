@@ -47,7 +47,7 @@ class _Conn(asyncio.Protocol):
     _dispatch_events: Callable[[], bool]
     _act: Callable[[], None]
 
-    def __init__(self, sans: Core | ServerSession, **hooks: Any) -> None:
+    def __init__(self, sans: Core | ServerSession) -> None:
         self._loop = asyncio.get_running_loop()
         self._sans = sans
         self._transport: asyncio.Transport | None = None
@@ -55,8 +55,7 @@ class _Conn(asyncio.Protocol):
         self._timer_at: float | None = None
         self._paused = False  # the transport asked us to stop writing (pause_writing)
         self._waiters: list[asyncio.Future[None]] = []
-        # the driver is next in the MRO
-        super().__init__(sans, clock=monotonic, wake=self._wake, reading=self._pause, **hooks)  # type: ignore[call-arg]
+        super().__init__(sans)  # type: ignore[call-arg]  # the driver's, next in the MRO
 
     def data_received(self, data: bytes) -> None:
         self._sans.receive_data(data, monotonic())
@@ -73,7 +72,7 @@ class _Conn(asyncio.Protocol):
         self._paused = False
         self._wake()
 
-    def _pause(self, paused: bool) -> None:
+    def _reading(self, paused: bool) -> None:
         """The inbox filled up (stop reading the transport) or drained to half."""
         transport = self._transport
         if transport is not None and not transport.is_closing():
@@ -196,7 +195,7 @@ class Client(_Conn, AsyncClient):
     """
 
     def __init__(self, core: Core, ssl: SSLContext | None, proxy: str | None) -> None:
-        super().__init__(core, run=self._call)
+        super().__init__(core)
         self._ssl, self._proxy = ssl, proxy
         self._protocol: _Protocol | None = None  # the current transport's
         self._opening: asyncio.Task[None] | None = None  # the current connect
@@ -266,13 +265,13 @@ class Client(_Conn, AsyncClient):
             return
         self._transport, self._protocol = transport, protocol
         if self._reading_paused:  # the inbox is still full from the last connection
-            self._pause(True)
+            self._reading(True)
         self._core.connection_made(monotonic())
         if rest:
             self._core.receive_data(rest, monotonic())
         self._drive()
 
-    def _call(self, handler: Handler, argument: Any) -> None:
+    def _run_user(self, handler: Handler, argument: Any) -> None:
         """Call user code; awaitable results are awaited in order by one runner task."""
         self._in_order(handler, argument)
         if self._in_order.pending and (self._runner is None or self._runner.done()):
@@ -312,7 +311,7 @@ class ServerWebSocket(_Conn, AsyncSession):
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        super().__init__(server.hub.session(monotonic()), opened=self._opened)
+        super().__init__(server.hub.session(monotonic()))
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary message; waits while the transport is full."""

@@ -143,7 +143,6 @@ class _Curio:
     _lost: Callable[[_Transport, BaseException | None], Awaitable[None]]
 
     def __init__(self, io: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
-        hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
         super().__init__(io, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._io = io
         # _changed is pulsed after the driver reported a change; _alarm wakes the timer task
@@ -322,7 +321,7 @@ class ServerWebSocket(_Curio, AsyncSession):
     _transport: _Transport
 
     def __init__(self, server: Server, remote_address: Any) -> None:
-        super().__init__(server.hub.session(monotonic()), opened=self._opened)
+        super().__init__(server.hub.session(monotonic()))
         self._server, self.remote_address = server, remote_address
         self._transport, self._open = _Transport(self), False
 

@@ -54,7 +54,6 @@ class _Channel(_Inbox):
     _ended: Callable[[str | None, float], None]
 
     def __init__(self, conn: _ClientCore | ServerSession, lock: threading.RLock, **hooks: Any):
-        hooks.update(clock=monotonic, wake=self._wake, reading=self._wake)
         super().__init__(conn, **hooks)  # type: ignore[arg-type]  # the driver's, next in the MRO
         self._conn, self._lock = conn, lock
         self._sock: socket.socket | None = None
@@ -181,7 +180,7 @@ class _Channel(_Inbox):
             self._wake()
         self._out.clear()
 
-    def _later(self, handler: Handler, argument: Any) -> None:
+    def _run_user(self, handler: Handler, argument: Any) -> None:
         """User code runs outside the lock, in the thread that waits next."""
         self._calls.append(lambda: call_user(handler, argument))
 
@@ -202,7 +201,7 @@ class Client(_Channel, SyncClient):
     def __init__(
         self, core: _ClientCore, *, ssl: SSLContext | None = None, proxy: str | None = None
     ) -> None:
-        super().__init__(core, threading.RLock(), run=self._later)
+        super().__init__(core, threading.RLock())
         self._ssl, self._proxy, self._ended = ssl, proxy, core.connection_lost
 
     def _act(self) -> bool:
@@ -288,8 +287,8 @@ class ServerWebSocket(_Channel, SyncSession):
     def __init__(
         self, server: Server, sock: socket.socket, address: Any, session: ServerSession
     ) -> None:
-        self._opened = threading.Event()  # set once the handshake completed
-        super().__init__(session, server._lock, opened=self._opened.set)
+        self._handshaken = threading.Event()  # set once the handshake completed
+        super().__init__(session, server._lock, opened=self._handshaken.set)
         self._sock, self.remote_address = sock, address
         self._ended = lambda error, now: session.receive_eof(now)
 
@@ -356,8 +355,8 @@ class Server(SyncServer):
     def _run(self, ws: ServerWebSocket) -> None:
         """One connection: the handshake (the core decides), ``handler(ws)``, close."""
         try:
-            ws._until(lambda: ws._opened.is_set() or ws._gone(), None)
-            if ws._opened.is_set():
+            ws._until(lambda: ws._handshaken.is_set() or ws._gone(), None)
+            if ws._handshaken.is_set():
                 ws._run_handler(self._handler)
             ws.close()
         finally:
