@@ -46,6 +46,7 @@ class _Conn(asyncio.Protocol):
     _take: Callable[[], str | bytes | None]
     _dispatch_events: Callable[[], bool]
     _act: Callable[[], None]
+    _driving_soon = False  # a _drive_soon is scheduled
 
     def __init__(self, sans: Core | ServerSession) -> None:
         self._loop = asyncio.get_running_loop()
@@ -80,6 +81,7 @@ class _Conn(asyncio.Protocol):
 
     def _drive(self) -> None:
         """Drain the core after any input: bytes, transport actions, events; re-arm the timer."""
+        self._driving_soon = False
         data = self._sans.data_to_send()
         if data and self._transport is not None:
             self._transport.write(data)
@@ -126,7 +128,18 @@ class _Conn(asyncio.Protocol):
         try:
             return call(monotonic())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
+            self._soon()
+
+    def _soon(self) -> None:
+        """Drive once this loop iteration's callbacks ran: a burst of sends is one write.
+
+        Beyond the core's high-water mark it drives now, so the transport can push back.
+        """
+        if self._sans.writing_paused:
             self._drive()
+        elif not self._driving_soon:
+            self._driving_soon = True
+            self._loop.call_soon(self._drive)
 
     async def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message nothing else consumed; ``TimeoutError`` after ``timeout``.
@@ -151,10 +164,11 @@ class _Protocol(asyncio.Protocol):
     runs the HTTP CONNECT exchange (RFC 9110 section 9.3.6).
     """
 
+    tunnelled: asyncio.Future[bytes]  # with ``tunnel``: its outcome, the bytes after it
+
     def __init__(self, client: Client) -> None:
         self.client = client
         self.tunnel: ConnectTunnel | None = None
-        self.tunnelled: asyncio.Future[bytes] = client._loop.create_future()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is None:
@@ -228,7 +242,8 @@ class Client(_Conn, AsyncClient):
                 self._opening = self._loop.create_task(self._open(action))
                 continue
             if self._opening is not None:
-                self._opening.cancel()  # a connect still under way (done: no effect)
+                self._opening.cancel()  # a connect still under way
+                self._opening = None
             transport, self._transport, self._protocol = self._transport, None, None
             if transport is not None:
                 transport.close()
@@ -248,6 +263,7 @@ class Client(_Conn, AsyncClient):
             )
             if proxy is not None:  # CONNECT through the proxy, then TLS over the tunnel
                 protocol.tunnel = ConnectTunnel(proxy, action.host, action.port)
+                protocol.tunnelled = loop.create_future()
                 transport.write(protocol.tunnel.request())
                 rest = await protocol.tunnelled
                 if context is not None:
@@ -259,11 +275,12 @@ class Client(_Conn, AsyncClient):
                 transport.abort()
             if isinstance(exc, asyncio.CancelledError):
                 raise  # CloseTransport (the core's connect timeout, close()) cancelled us
+            self._opening = None
             message = str(exc) or type(exc).__name__
             self._core.connection_failed(message, monotonic(), **classify_os_error(exc))
             self._drive()
             return
-        self._transport, self._protocol = transport, protocol
+        self._transport, self._protocol, self._opening = transport, protocol, None
         if self._reading_paused:  # the inbox is still full from the last connection
             self._reading(True)
         self._core.connection_made(monotonic())
@@ -312,16 +329,6 @@ class ServerWebSocket(_Conn, AsyncSession):
     def __init__(self, server: Server) -> None:
         self._server = server
         super().__init__(server.hub.session(monotonic()))
-
-    async def send(self, message: str | bytes) -> None:
-        """Send a text (``str``) or binary message; waits while the transport is full."""
-        if self._paused:
-            await self._until(lambda: None if self._paused else True)
-        self._send_message(message)
-        # sending moves no deadline and makes no event: just write the bytes
-        data = self._session.data_to_send()
-        if data and self._transport is not None:
-            self._transport.write(data)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 section 7.1.2) and wait until it ends.
