@@ -640,3 +640,26 @@ def test_router_module_is_pure() -> None:
     forbidden |= {"subprocess", "time", "os", "random"}
     assert imported
     assert not imported & forbidden
+
+
+def test_routers_and_trackers_never_share_their_tables() -> None:
+    """Idle routers share one empty table (memory); the first route gets a table of its own."""
+    first: MessageRouter[str] = MessageRouter()
+    second: MessageRouter[str] = MessageRouter()
+    first.on("task.update", "exact")
+    first.on("task.*", "prefix")
+    first.on_default("default")
+    first.on_raw("raw")
+    assert first.handlers_for("task.update") == ("exact", "prefix")
+    assert first.handlers_for("other") == ("default",)
+    assert first.route(b"\x00binary").handlers == ("raw",)
+    assert second.handlers_for("task.update") == ()
+    assert second.handlers_for("other") == ()
+    assert second.route(b"\x00binary").handlers == ()
+    assert not second.has_handlers
+    assert first.off_default("default") and first.off_raw("raw")
+    assert first.handlers_for("other") == () and first.route(b"\x00").handlers == ()
+    one, two = RequestTracker(), RequestTracker()
+    request = one.new_request("job", None, 5.0, now=0.0)
+    assert request.id in one and request.id not in two
+    assert (len(one), len(two)) == (1, 0)

@@ -168,6 +168,8 @@ class InOrder:
     next one runs.
     """
 
+    __slots__ = ("_queue",)
+
     def __init__(self) -> None:
         self._queue: deque[Awaitable[Any]] = _NOTHING_QUEUED  # a deque of its own when used
 

@@ -195,6 +195,12 @@ def _parse_pattern(pattern: str) -> tuple[bool, str]:
     return False, pattern
 
 
+#: The table of a router or tracker that has none yet: shared by all of them, never written
+#: (the owner puts a dict of its own in its place first).  Most clients route nothing, and
+#: five empty containers cost ~350 bytes per connection.
+_NO_TABLE: dict[str, Any] = {}
+
+
 def _add(table: dict[str, list[H]], key: str, handler: H) -> None:
     handlers = table.setdefault(key, [])
     if handler not in handlers:
@@ -225,11 +231,11 @@ class MessageRouter(Generic[H]):
     __slots__ = ("_cache", "_default", "_exact", "_prefix", "_raw")
 
     def __init__(self) -> None:
-        self._exact: dict[str, list[H]] = {}
-        self._prefix: dict[str, list[H]] = {}
-        self._default: list[H] = []
-        self._raw: list[H] = []
-        self._cache: dict[str, tuple[H, ...]] = {}
+        self._exact: dict[str, list[H]] = _NO_TABLE
+        self._prefix: dict[str, list[H]] = _NO_TABLE
+        self._default: tuple[H, ...] = ()
+        self._raw: tuple[H, ...] = ()
+        self._cache: dict[str, tuple[H, ...]] = _NO_TABLE
 
     def on(self, pattern: str, handler: H) -> None:
         """Send messages whose type matches ``pattern`` to ``handler``.
@@ -238,6 +244,10 @@ class MessageRouter(Generic[H]):
         is API misuse and raises ``ValueError``.
         """
         is_prefix, key = _parse_pattern(pattern)
+        if is_prefix and self._prefix is _NO_TABLE:
+            self._prefix = {}
+        elif not is_prefix and self._exact is _NO_TABLE:
+            self._exact = {}
         _add(self._prefix if is_prefix else self._exact, key, handler)
         self._cache.clear()
 
@@ -252,27 +262,27 @@ class MessageRouter(Generic[H]):
     def on_default(self, handler: H) -> None:
         """Send valid envelopes that no pattern matched to ``handler``."""
         if handler not in self._default:
-            self._default.append(handler)
+            self._default += (handler,)
             self._cache.clear()
 
     def off_default(self, handler: H) -> bool:
         """Remove a default handler; returns whether it was registered."""
         if handler not in self._default:
             return False
-        self._default.remove(handler)
+        self._default = tuple(h for h in self._default if h != handler)
         self._cache.clear()
         return True
 
     def on_raw(self, handler: H) -> None:
         """Send messages that are not valid envelopes (non-JSON, malformed) to ``handler``."""
         if handler not in self._raw:
-            self._raw.append(handler)
+            self._raw += (handler,)
 
     def off_raw(self, handler: H) -> bool:
         """Remove a raw handler; returns whether it was registered."""
         if handler not in self._raw:
             return False
-        self._raw.remove(handler)
+        self._raw = tuple(h for h in self._raw if h != handler)
         return True
 
     def handlers_for(self, type: str) -> tuple[H, ...]:
@@ -295,8 +305,8 @@ class MessageRouter(Generic[H]):
         if not found:
             found.extend(self._default)
         result = tuple(found)
-        if len(self._cache) >= _ROUTE_CACHE_LIMIT:
-            self._cache.clear()
+        if self._cache is _NO_TABLE or len(self._cache) >= _ROUTE_CACHE_LIMIT:
+            self._cache = {}
         self._cache[type] = result
         return result
 
@@ -320,11 +330,11 @@ class MessageRouter(Generic[H]):
     def route(self, message: str | bytes) -> Route[H]:
         """Decode ``message`` and say which handlers get it; never raises on peer input."""
         if isinstance(message, bytes) and not _OPENS_LIKE_OBJECT.match(message):
-            return Route(None, tuple(self._raw), "binary message that is not a JSON object")
+            return Route(None, self._raw, "binary message that is not a JSON object")
         decoded = decode_envelope(message)
         if isinstance(decoded, Envelope):
             return self.route_envelope(decoded)
-        return Route(None, tuple(self._raw), decoded)
+        return Route(None, self._raw, decoded)
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -408,7 +418,7 @@ class RequestTracker:
         self._id_factory: Callable[[], str] = (
             id_factory if id_factory is not None else _Counter(id_prefix)
         )
-        self._pending: dict[str, PendingRequest] = {}
+        self._pending: dict[str, PendingRequest] = _NO_TABLE  # a dict of its own when used
         # (deadline, sequence, id); entries whose id is gone are skipped lazily.
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
@@ -434,6 +444,8 @@ class RequestTracker:
         if request_id in self._pending:
             raise ValueError(f"id factory returned an id already pending: {request_id!r}")
         request = PendingRequest(request_id, type, now + timeout, now, data)
+        if self._pending is _NO_TABLE:
+            self._pending = {}
         self._pending[request_id] = request
         self._seq += 1
         heapq.heappush(self._heap, (request.deadline, self._seq, request_id))
