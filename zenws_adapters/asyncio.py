@@ -135,9 +135,8 @@ class _Conn(asyncio.Protocol):
 
         Beyond the core's high-water mark it drives now, so the transport can push back.
         """
-        if self._sans.writing_paused:
+        if not self._driving_soon or self._sans.writing_paused:
             self._drive()
-        elif not self._driving_soon:
             self._driving_soon = True
             self._loop.call_soon(self._drive)
 
