@@ -46,7 +46,8 @@ class _Conn(asyncio.Protocol):
     _take: Callable[[], str | bytes | None]
     _dispatch_events: Callable[[], bool]
     _act: Callable[[], None]
-    _driving_soon = False  # a _drive_soon is scheduled
+    _sent = False  # a send wrote since the last drive
+    _driving_soon = False  # a drive is scheduled (call_soon)
 
     def __init__(self, sans: Core | ServerSession) -> None:
         self._loop = asyncio.get_running_loop()
@@ -81,7 +82,7 @@ class _Conn(asyncio.Protocol):
 
     def _drive(self) -> None:
         """Drain the core after any input: bytes, transport actions, events; re-arm the timer."""
-        self._driving_soon = False
+        self._sent = self._driving_soon = False
         data = self._sans.data_to_send()
         if data and self._transport is not None:
             self._transport.write(data)
@@ -131,12 +132,15 @@ class _Conn(asyncio.Protocol):
             self._soon()
 
     def _soon(self) -> None:
-        """Drive once this loop iteration's callbacks ran: a burst of sends is one write.
+        """Drive after a send: at once for the first send since the last drive, else once
+        this loop iteration's callbacks ran, so that a burst of sends is one write.
 
         Beyond the core's high-water mark it drives now, so the transport can push back.
         """
-        if not self._driving_soon or self._sans.writing_paused:
+        if not self._sent or self._sans.writing_paused:
             self._drive()
+            self._sent = True
+        elif not self._driving_soon:
             self._driving_soon = True
             self._loop.call_soon(self._drive)
 
