@@ -16,12 +16,22 @@ import pytest
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "adapter_size.py"
 spec = importlib.util.spec_from_file_location("adapter_size", TOOL)
-assert spec is not None and spec.loader is not None
+assert spec is not None
+assert spec.loader is not None
 adapter_size = importlib.util.module_from_spec(spec)
 sys.modules["adapter_size"] = adapter_size
 spec.loader.exec_module(adapter_size)
 
-RUNTIME_IMPORTS = {"asyncio", "anyio", "trio", "curio", "socket", "selectors", "threading", "uvloop"}
+RUNTIME_IMPORTS = {
+    "asyncio",
+    "anyio",
+    "trio",
+    "curio",
+    "socket",
+    "selectors",
+    "threading",
+    "uvloop",
+}
 
 
 @pytest.mark.parametrize("name", sorted(adapter_size.ADAPTERS))
