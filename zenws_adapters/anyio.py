@@ -21,7 +21,7 @@ import math
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from time import monotonic as _now  # the core's clock: see the module docstring
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import sniffio
@@ -30,13 +30,12 @@ from anyio.streams.tls import TLSListener, TLSStream
 from zenws_core import ClientState, OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
 from . import _driver
-from ._api import AsyncClient, AsyncServer, AsyncSession
+from ._api import AsyncClient, AsyncServer, AsyncSession, T
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for, root_cause
 from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log
 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-T = TypeVar("T")
 _Machine = ReconnectingClient[Handler] | ServerSession
 _SSL = _ssl.SSLContext | None
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -86,13 +85,12 @@ class _Driven:
         self._changed.set()
         self._changed = anyio.Event()
 
-    def _reading(self, paused: bool) -> None:
-        self._poke()  # the loop looks at _reading_paused again (resumes once half drained)
-
-    def _poke(self) -> None:
+    def _poke(self, paused: bool = False) -> None:
         self._poked = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+
+    _reading = _poke  # the loop looks at _reading_paused again (resumes once half drained)
 
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (result := take()) is None:
@@ -162,9 +160,8 @@ class _Driven:
                 continue
             deadline, stream, result = machine.next_deadline(), self._stream, None
             self._wait_deadline = math.inf if deadline is None else deadline
-            wake_at = anyio.current_time() + (self._wait_deadline - _now())  # anyio's clock
-            if self._poked or self._broken is not None:
-                wake_at = -math.inf  # look again at once
+            soon = self._poked or self._broken is not None  # then look again at once
+            wake_at = -math.inf if soon else anyio.current_time() + (self._wait_deadline - _now())
             with anyio.CancelScope(deadline=wake_at) as self._wait_scope:
                 try:  # nothing to read while the inbox is full (paused) or between transports
                     idle = stream is None or self._reading_paused
