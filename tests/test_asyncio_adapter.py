@@ -225,6 +225,19 @@ def test_handler_exception_closes_1011(caplog: pytest.LogCaptureFixture) -> None
     assert any("boom" in (r.exc_text or "") for r in caplog.records)
 
 
+def test_a_plain_function_handler_closes_1011_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def not_async(ws: ServerWebSocket) -> None:
+        pass
+
+    handler = cast(Callable[[ServerWebSocket], Awaitable[None]], not_async)
+    with caplog.at_level(logging.ERROR, logger="zenws"):
+        event = _close_code_after(handler)
+    assert event.code == 1011
+    assert any("must be an async function" in (r.exc_text or "") for r in caplog.records)
+
+
 def test_handler_return_closes_1000() -> None:
     async def short(ws: ServerWebSocket) -> None:
         await ws.recv()

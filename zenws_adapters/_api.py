@@ -17,6 +17,7 @@ Waiters are the driver's ``Pending`` slots, checked after each wake-up.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Self, TypeVar
 
@@ -176,7 +177,10 @@ class AsyncSession(SessionDriver, _AsyncCommon):
         """Await the application's ``handler(self)``; then close 1000, or 1011 if it raised."""
         error = None
         try:
-            await handler(self)
+            result = handler(self)
+            if not inspect.isawaitable(result):  # a plain function: say so, not "can't await"
+                raise TypeError(f"the server handler {handler!r} must be an async function")
+            await result
         except Exception as exc:
             error = exc
         await self._submit(lambda now: self._handler_done(error))
