@@ -136,7 +136,8 @@ class AsyncClient(ClientDriver, _AsyncCommon):
         came (else it is closed and ``ConnectError`` raised)."""
         if wait_open:
             try:
-                await self._within(timeout, self._result(self._open_waiter(Pending[None]())))
+                opened = self._result(self._open_waiter(Pending[None]()))
+                await (opened if timeout is None else self._within(timeout, opened))
             except BaseException as exc:
                 await self._abandon()
                 if isinstance(exc, TimeoutError):

@@ -8,6 +8,7 @@ resource name (path plus query) to put in the request line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 __all__ = ["WebSocketURL", "parse_url"]
@@ -56,11 +57,14 @@ class WebSocketURL:
         return f"{self.scheme}://{self.host_header}{self.resource}"
 
 
+@lru_cache(maxsize=256)
 def parse_url(url: str) -> WebSocketURL:
     """Parse a ``ws://`` or ``wss://`` URL; raise ``ValueError`` for anything else.
 
     Fragments are refused (RFC 6455 section 3: they have no meaning in WebSocket URIs),
     and so is user information (send credentials in an ``Authorization`` header instead).
+    The result is immutable, so repeated URLs (every reconnect, every client of a pool)
+    are parsed once (errors are not cached).
     """
     try:
         parts = urlsplit(url.strip())
