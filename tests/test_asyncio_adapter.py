@@ -145,6 +145,35 @@ def test_client_send_waits_while_the_transport_is_paused() -> None:
     run_test(main)
 
 
+def test_a_burst_of_sends_is_written_in_a_few_writes_and_in_order() -> None:
+    """The first send since the last drive is written at once, the rest of the burst together."""
+
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, echo) as server:
+            client = await connect(server.url, reconnect=NO_RECONNECT)
+            transport = client._transport
+            assert transport is not None
+            writes: list[bytes] = []
+            write = transport.write
+
+            def counting_write(data: Any) -> None:
+                writes.append(bytes(data))
+                write(data)
+
+            transport.write = counting_write  # type: ignore[method-assign]
+            for i in range(100):  # no await below yields: the transport is not paused
+                await client.send_text(str(i))
+            replies = [await client.recv(timeout=10) for _ in range(100)]
+            assert replies == [str(i) for i in range(100)]
+            assert len(writes) == 2  # the first send, then the other 99 in one write
+            await client.send_text("alone")  # after input arrived: written at once again
+            assert len(writes) == 3
+            assert await client.recv(timeout=10) == "alone"
+            await client.close()
+
+    run_test(main)
+
+
 def test_close_releases_a_sender_paused_by_a_peer_that_stopped_reading() -> None:
     """The core gives up on the close handshake and drops the transport: the send ends."""
 
