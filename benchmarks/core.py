@@ -153,15 +153,19 @@ CORE_WORKLOADS: tuple[tuple[str, int, int, int], ...] = (
 )
 
 
-def run_core(name: str, size: int, count: int) -> dict[str, Any]:
-    """Round-trip ``count`` messages of ``size`` bytes through one in-memory pair."""
-    pair = CORE_IMPLEMENTATIONS[name]()
+def timed_round_trips(pair: EchoPair, size: int, count: int) -> float:
+    """Seconds ``count`` checked round trips of ``size`` bytes take, after a short warm-up."""
     payload = (bytes(range(256)) * (size // 256 + 1))[:size]
     for _ in range(max(1, min(100, count // 10))):
         pair.round_trip(payload)
     start = time.perf_counter()
     for _ in range(count):
         if pair.round_trip(payload) != payload:
-            raise AssertionError(f"{name}: in-memory echo mismatch")
-    elapsed = time.perf_counter() - start
+            raise AssertionError(f"{type(pair).__name__}: in-memory echo mismatch")
+    return time.perf_counter() - start
+
+
+def run_core(name: str, size: int, count: int) -> dict[str, Any]:
+    """Round-trip ``count`` messages of ``size`` bytes through one in-memory pair."""
+    elapsed = timed_round_trips(CORE_IMPLEMENTATIONS[name](), size, count)
     return {"value": count / elapsed, "unit": "msg/s", "count": count, "elapsed": elapsed}

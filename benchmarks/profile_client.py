@@ -35,12 +35,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from core import timed_round_trips
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = "ws://localhost/"
@@ -219,14 +220,7 @@ def memory_per_connection(core: ModuleType, count: int, sites: int) -> dict[str,
 def speed(core: ModuleType, size: int, count: int, read_size: int) -> float:
     """Round trips per second of ``size``-byte messages through one pair."""
     pair = Pair.open(core, core.ServerHub(now=0.0), read_size, 1)
-    payload = (bytes(range(256)) * (size // 256 + 1))[:size]
-    for _ in range(max(1, min(100, count // 10))):
-        pair.round_trip(payload)
-    start = time.perf_counter()
-    for _ in range(count):
-        if pair.round_trip(payload) != payload:
-            raise AssertionError("echo mismatch")
-    return count / (time.perf_counter() - start)
+    return count / timed_round_trips(pair, size, count)
 
 
 def profile(core: ModuleType, name: str, read_size: int, lines: int) -> None:
