@@ -952,8 +952,8 @@ class ReconnectingClient(Generic[H]):
         if confirmed:
             del unconfirmed[:confirmed]
 
-    def _take_unconfirmed(self) -> tuple[QueuedMessage, ...]:
-        """Every unconfirmed message, as ``QueuedMessage`` objects; none remain."""
+    def _report_unconfirmed_lost(self) -> None:
+        """Every unconfirmed message goes out in one ``MessagesPossiblyLost``; none remain."""
         lost = tuple(
             queued
             if queued is not None
@@ -961,7 +961,9 @@ class ReconnectingClient(Generic[H]):
             for seq, payload, at, tag, queued in self._unconfirmed
         )
         self._unconfirmed.clear()
-        return lost
+        self._possibly_lost += len(lost)
+        self._count_drop("possibly-lost", len(lost))
+        self._events.append(MessagesPossiblyLost(lost))
 
     def _pump(self, now: float, *, transport_gone: bool = False) -> None:
         """Process the protocol connection's events; the heart of the state machine."""
@@ -1038,10 +1040,7 @@ class ReconnectingClient(Generic[H]):
             # frames still in flight towards it.
             self._unconfirmed.clear()
         elif self._unconfirmed:
-            lost = self._take_unconfirmed()
-            self._possibly_lost += len(lost)
-            self._count_drop("possibly-lost", len(lost))
-            self._events.append(MessagesPossiblyLost(lost))
+            self._report_unconfirmed_lost()
         if self._pending_failure is not None:  # a rejection, already classified
             failure = self._pending_failure
         elif self._app_closed:
@@ -1086,10 +1085,7 @@ class ReconnectingClient(Generic[H]):
         if conn is not None and conn.state is ConnectionState.OPEN:
             conn.close(1011, "keepalive timeout", now=now)
         if self._unconfirmed:
-            lost = self._take_unconfirmed()
-            self._possibly_lost += len(lost)
-            self._count_drop("possibly-lost", len(lost))
-            self._events.append(MessagesPossiblyLost(lost))
+            self._report_unconfirmed_lost()
         self.heartbeat.stop()
         self._ping_marks.clear()
         failure = Failure(FailureKind.HEARTBEAT_TIMEOUT, detail=detail)
