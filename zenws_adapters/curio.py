@@ -150,8 +150,8 @@ class _Curio:
         self._changed, self._alarm = curio.Event(), curio.Event()
         self._woken, self._sleeping_until = False, 0.0  # the latter: the timer task's deadline
 
-    def _wake(self, *_paused: bool) -> None:
-        """The driver's ``wake()`` and ``reading(paused)`` hooks: pulse on the next ``_notify``."""
+    def _wake(self) -> None:
+        """The driver's wake hook (``_reading`` calls it too): pulse on the next ``_notify``."""
         self._woken = True
 
     async def _notify(self) -> None:

@@ -71,8 +71,8 @@ class _Channel(_Inbox):
             if not self._act():
                 return
 
-    def _wake(self, *_: object) -> None:
-        """Make threads waiting in ``select`` look at the core again (also the reading hook)."""
+    def _wake(self) -> None:
+        """Make threads waiting in ``select`` look at the core again (and at ``_may_read``)."""
         with contextlib.suppress(OSError):  # full: the waiters wake up anyway; closed: none
             self._wake_w.send(b"\0")
 
