@@ -6,11 +6,13 @@ session through an in-memory pipe; every adapter relies on what these tests pin 
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
 import pytest
 
+from zenws_adapters import _common
 from zenws_adapters._driver import (
     EVENTS_SEEN_LIMIT,
     ClientDriver,
@@ -288,6 +290,41 @@ def test_build_core_takes_core_options_and_rejects_typos() -> None:
     with pytest.raises(TypeError, match="unknown connect"):
         build_core("ws://h/", {"hedaers": {}})
     assert server_config(None, {"shutdown_timeout": 1.0}).shutdown_timeout == 1.0
+
+
+def test_clients_mask_with_pooled_secrets_keys_each_used_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    draws: list[int] = []
+
+    def counting_token_bytes(n: int) -> bytes:  # stands in for the OS's CSPRNG
+        draws.append(n)
+        return bytes((len(draws) + i) % 256 for i in range(n))
+
+    monkeypatch.setattr(_common, "_KEYS", [])
+    monkeypatch.setattr(_common.secrets, "token_bytes", counting_token_bytes)
+    keys = [_common.mask_keys(4) for _ in range(1025)]
+    assert draws == [4096, 4096]  # one draw serves 1,024 keys, the next draw the 1,025th
+    pool = bytes((1 + i) % 256 for i in range(4096))
+    assert sorted(keys[:1024]) == sorted(pool[i : i + 4] for i in range(0, 4096, 4))
+    assert _common.mask_keys(16) == bytes((3 + i) % 256 for i in range(16))  # other sizes: direct
+    assert build_core("ws://h/", {})._mask_source is _common.mask_keys
+    own = build_core("ws://h/", {"mask_source": bytes})._mask_source
+    assert own is bytes  # a given mask_source still wins
+
+
+def test_a_forked_child_never_reuses_the_parents_mask_keys() -> None:
+    _common.mask_keys(4)  # the pool is filled
+    assert _common._KEYS
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports the size of its pool
+        os.write(write, str(len(_common._KEYS)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"0"
+    os.close(read)
 
 
 # --------------------------------------------------------------------------- server side

@@ -80,7 +80,7 @@ class _AsyncCommon:
 
     async def ping(self) -> float:
         """Send a ping (RFC 6455 section 5.5.2) and return the round trip in seconds."""
-        pong = await self._submit(lambda now: self._start_ping(Pending[float]()))
+        pong = await self._submit(lambda now: self._start_ping(Pending()))
         return await self._result(pong)
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -108,7 +108,7 @@ class AsyncClient(ClientDriver, _AsyncCommon):
 
     async def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id; the reply carrying it, or ``RequestTimeout``."""
-        reply = Pending[Envelope]()
+        reply: Pending[Envelope] = Pending()
         request = self._core.request  # the waiter is in place before any event can answer
         await self._submit(
             lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
@@ -136,7 +136,7 @@ class AsyncClient(ClientDriver, _AsyncCommon):
         came (else it is closed and ``ConnectError`` raised)."""
         if wait_open:
             try:
-                opened = self._result(self._open_waiter(Pending[None]()))
+                opened: Awaitable[None] = self._result(self._open_waiter(Pending()))
                 await (opened if timeout is None else self._within(timeout, opened))
             except BaseException as exc:
                 await self._abandon()
@@ -239,7 +239,7 @@ class _SyncCommon:
 
     def ping(self, timeout: float | None = None) -> float:
         """Send a ping (RFC 6455 section 5.5.2) and return the round trip in seconds."""
-        pong = self._submit(lambda now: self._start_ping(Pending[float]()))
+        pong = self._submit(lambda now: self._start_ping(Pending()))
         return self._result(pong, timeout)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -267,7 +267,7 @@ class SyncClient(ClientDriver, _SyncCommon):
 
     def request(self, type: str, data: Any = None, timeout: float | None = None) -> Envelope:
         """Send an envelope with a fresh id; the reply carrying it, or ``RequestTimeout``."""
-        reply = Pending[Envelope]()
+        reply: Pending[Envelope] = Pending()
         request = self._core.request
         self._submit(
             lambda now: self._expect_reply(request(type, data, now=now, timeout=timeout), reply)
@@ -293,7 +293,7 @@ class SyncClient(ClientDriver, _SyncCommon):
     def _wait_open(self, timeout: float | None) -> None:
         """``connect(wait_open=True)``: the first ``Connected``, else close and ``ConnectError``."""
         try:
-            self._result(self._open_waiter(Pending[None]()), timeout)
+            self._result(self._open_waiter(Pending()), timeout)
         except TimeoutError:
             self.close()
             raise self._open_timed_out(timeout) from None

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import errno
 import os
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,10 +30,37 @@ __all__ = [
     "build_client_config",
     "classify_os_error",
     "client_ssl_context",
+    "mask_keys",
     "proxy_for",
     "root_cause",
     "server_ssl_context",
 ]
+
+
+# --------------------------------------------------------------------------- masking keys
+
+#: Unused 4-byte masking keys, cut from one 4 KiB draw of the OS's CSPRNG.
+_KEYS: list[bytes] = []
+os.register_at_fork(after_in_child=_KEYS.clear)  # a child must never reuse its parent's keys
+
+
+def mask_keys(n: int) -> bytes:
+    """``n`` random bytes from ``secrets``; 4-byte masking keys come from a pool.
+
+    The default ``mask_source`` of every adapter's client.  RFC 6455 section 5.3 wants each
+    frame's key unpredictable, from a strong source: every key here is ``secrets`` output,
+    used once.  Drawing 1,024 keys per system call instead of one saves a ``getrandom``
+    call (several microseconds on a VM) per frame sent.  ``list.pop`` is atomic, so
+    threads never get the same key; a forked child starts with an empty pool.
+    """
+    if n != 4:
+        return secrets.token_bytes(n)
+    try:
+        return _KEYS.pop()
+    except IndexError:
+        pool = secrets.token_bytes(4096)
+        _KEYS.extend([pool[i : i + 4] for i in range(4, 4096, 4)])
+        return pool[:4]
 
 
 # --------------------------------------------------------------------------- config
@@ -182,13 +210,12 @@ def proxy_for(
     def get(name: str) -> str | None:
         return env.get(name.lower()) or env.get(name.upper())
 
-    no_proxy = get("no_proxy") or ""
-    if _bypass(host, no_proxy):
-        return None
     value = get("https_proxy") if secure else get("http_proxy")
     if not value and secure:
         value = get("http_proxy")
-    return ProxyConfig.from_url(value) if value else None
+    if not value or _bypass(host, get("no_proxy") or ""):
+        return None
+    return ProxyConfig.from_url(value)
 
 
 class ProxyError(ConnectionError):

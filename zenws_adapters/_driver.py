@@ -61,7 +61,7 @@ from zenws_core import (
 )
 from zenws_core._queue import DropCause
 
-from ._common import build_client_config
+from ._common import build_client_config, mask_keys
 from ._errors import ConnectError, ConnectionClosed, RequestTimeout
 
 __all__ = [
@@ -209,6 +209,7 @@ def build_core(url: str, options: dict[str, Any]) -> ReconnectingClient[Handler]
     """``connect(url, **options)``: ``rng``/``delays``/... go to the core, the rest to config."""
     core_kwargs = {name: options.pop(name) for name in CORE_OPTIONS if name in options}
     core_kwargs = {name: value for name, value in core_kwargs.items() if value is not None}
+    core_kwargs.setdefault("mask_source", mask_keys)
     return ReconnectingClient(build_client_config(url, options), **core_kwargs)
 
 
