@@ -293,3 +293,23 @@ def test_drive_refuses_a_coroutine_that_suspends() -> None:
 
 async def _returns(value: int) -> int:
     return value
+
+
+FLOOR_ONLY = ["--only", "zenws,floor-callback,floor-task"]
+
+
+def test_floor_probe_measures_servers_beside_both_floors() -> None:
+    """``benchmarks/floor.py``: each server echoes (picows drives it) and gets a CPU row."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--count", "300", *FLOOR_ONLY],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {line.split("│")[1].strip() for line in proc.stdout.splitlines() if "│" in line}
+    assert rows >= {"websockets", "zenws", "floor-callback", "floor-task"}
+    assert "fixed cost of a round trip" in proc.stdout
+    assert "1.30x websockets needs a server CPU per message of at most" in proc.stdout
