@@ -76,7 +76,8 @@ def test_mutual_tls_on_both_servers(
     summary = run_websockets_client(
         server.url(), ClientOptions(ca_file=pki.files.ca_cert, client_cert=cert)
     )
-    assert summary.ok, summary.run
+    # On failure, the server's own output too (a stall once timed out with no cause shown).
+    assert summary.ok, f"{summary.run}\n{server.process.describe('the echo server')}"
     assert server.requests()[0]["client_cert"] == "client@zenws.test"
 
 

@@ -173,14 +173,14 @@ class ReadyProcess:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PeerError(self._describe(f"no {prefix!r} line within {timeout}s"))
+                raise PeerError(self.describe(f"no {prefix!r} line within {timeout}s"))
             try:
                 line = self._lines.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
                 self.proc.wait(timeout=5)
-                raise PeerError(self._describe(f"exited ({self.proc.returncode}) before {prefix}"))
+                raise PeerError(self.describe(f"exited ({self.proc.returncode}) before {prefix}"))
             if line.startswith(prefix):
                 self.ready_line = line
                 return line
@@ -207,7 +207,7 @@ class ReadyProcess:
             if len(found) >= count:
                 return found
             if time.monotonic() >= deadline:
-                raise PeerError(self._describe(f"{count} x {prefix!r} not seen within {timeout}s"))
+                raise PeerError(self.describe(f"{count} x {prefix!r} not seen within {timeout}s"))
             time.sleep(0.02)
 
     def stop(self) -> int:
@@ -217,7 +217,7 @@ class ReadyProcess:
             thread.join(timeout=5)
         return self.proc.returncode
 
-    def _describe(self, what: str) -> str:
+    def describe(self, what: str) -> str:
         out = "\n".join(self.stdout_lines[-20:])
         err = "\n".join(self.stderr_lines[-20:])
         return f"{self.argv!r}: {what}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
