@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import curio
 from curio.io import Socket
+from curio.sched import SchedBarrier
 
 from zenws_core import OpenTransport, ReconnectingClient, ServerConfig, ServerSession
 
@@ -37,20 +38,28 @@ IDLE = 3600.0
 _SSL = _ssl.SSLContext | None
 
 
-class _Transport:
-    """One socket: a reader task feeding the owner, a writer task draining it, and a closer.
+async def _pulse(waiting: SchedBarrier) -> None:
+    """Wake the tasks suspended on ``waiting`` (a kernel trap only when there are any)."""
+    if len(waiting):
+        await waiting.wake()
 
-    Curio lets one task wait to read and one to write per socket, hence two tasks.  The
-    writer pulls ``data_to_send()``, so bytes stay in the core (counted by its
-    ``writing_paused``) until the socket takes them.
+
+class _Transport:
+    """One socket: a reader task feeding the owner, a writer task for what it cannot send at once.
+
+    Curio lets one task wait to read and one to write per socket, hence two tasks.  After each
+    drive ``flush`` sends the core's bytes straight away when the socket takes them all (no
+    task switch); the rest, and whatever the core holds meanwhile, is the writer's.  Bytes stay
+    in the core (counted by its ``writing_paused``) until the writer is free to take them.
     """
 
     def __init__(self, owner: Client | ServerWebSocket, generation: int = 0) -> None:
         self.owner, self.generation = owner, generation
         self.sock = self.reader = self.writer = cast(Any, None)  # the socket, then its tasks
-        # bytes to write last, bytes read ahead (after CONNECT); set once the core is done with it
-        self.final, self.rest, self.closing = b"", b"", False
-        self.kick, self.progress, self.done = curio.Event(), curio.Event(), curio.Event()
+        # bytes taken from the core but not yet sent (the writer's), bytes read ahead (CONNECT)
+        self.backlog, self.rest, self.closing = b"", b"", False
+        # pulsed when the writer has work (or the transport closes) and when the core drained
+        self.kick, self.done = SchedBarrier(), curio.Event()
 
     async def connect(self, to: OpenTransport | ProxyConfig) -> None:
         """TCP to each address ``host`` resolves to, in turn (IPv6 literals included).
@@ -82,44 +91,54 @@ class _Transport:
         """The reader task, once ``sock`` is up: start the writer, read until the end."""
         with contextlib.suppress(OSError):  # not a TCP socket
             self.sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
-        self.writer = await curio.spawn(self._write_loop, daemon=True)
+        self.writer, reader = await curio.spawn(self._write_loop, daemon=True), self.reader
         while not self.closing:
             # backpressure: wait while the inbox is full
             await self.owner._until(lambda: self.closing or not self.owner._reading_paused or None)
+            cycles = reader.cycles  # how often curio has resumed this task
             try:
-                data: bytes | BaseException = self.rest or await self.sock.recv(READ_SIZE)
-                self.rest = b""
+                data, self.rest = self.rest or await self.sock.recv(READ_SIZE), b""
             except OSError as exc:
                 data = exc
             async with curio.disable_cancellation():  # closing never cuts event delivery
                 await self.owner._feed(self, data)  # b"" is EOF
             if not isinstance(data, bytes) or not data:
                 break
-            await curio.sleep(0)  # let the application take what arrived before reading on
+            if reader.cycles == cycles:  # read without waiting: let the application take it first
+                await curio.sleep(0)
         await self.shut()  # nothing more will be read
+
+    async def flush(self) -> None:
+        """After a drive: send the core's bytes now if the writer is idle; the rest is its."""
+        if self.writer is None or self.backlog or self.closing:
+            return
+        self.backlog = data = self.owner._io.data_to_send()
+        with contextlib.suppress(OSError):  # would block (TLS: wants to read or write), or failed
+            self.backlog = data[self.sock._socket.send(data) :] if data else b""
+        if self.backlog:  # what the socket did not take is the writer's
+            await _pulse(self.kick)
 
     async def _write_loop(self) -> None:
         try:
-            while not self.closing or self.final:
-                # ``final`` is b"" until the transport closes; only the current one drains the core
-                data, self.final = self.final or self.owner._io.data_to_send(), b""
-                if data:
-                    await self.progress.set()  # the core drained: senders may go on
-                    self.progress.clear()
+            while not self.closing or self.backlog:
+                if not self.backlog and not self.closing:  # only the current one drains the core
+                    self.backlog = self.owner._io.data_to_send()
+                    await _pulse(self.kick)  # the core drained: senders may go on
+                if data := self.backlog:
                     await self.sock.sendall(data)
-                else:
-                    self.kick.clear()
-                    await self.kick.wait()
+                    self.backlog = self.backlog[len(data) :]  # shut() may have added to it
+                elif not self.closing:
+                    await self.kick.suspend()
         except OSError as exc:
             async with curio.disable_cancellation():
                 await self.owner._feed(self, exc)
 
     async def shut(self, final: bytes = b"") -> None:
         """The core is done with this socket: write ``final``, then close (bounded)."""
-        self.final += final
+        self.backlog += final
         if not self.closing:
             self.closing = True
-            await self.kick.set()
+            await _pulse(self.kick)
             await curio.spawn(self.abort, CLOSE_GRACE, daemon=True)
 
     async def abort(self, grace: float = 0.0) -> None:
@@ -131,7 +150,7 @@ class _Transport:
             await task.cancel()
         if self.sock is not None:
             await self.sock.close()
-        await self.progress.set()
+        await _pulse(self.kick)
         await self.done.set()
 
 
@@ -144,11 +163,10 @@ class _Curio:
 
     def __init__(self, io: ReconnectingClient[Handler] | ServerSession, **hooks: Any) -> None:
         super().__init__(io, **hooks)  # type: ignore[call-arg]  # the driver's, next in the MRO
-        self._io = io
+        self._io, self._woken, self._sleeping_until = io, False, 0.0  # the timer task's deadline
         # _changed is pulsed after the driver reported a change; _alarm wakes the timer task
         # when the deadline moved earlier than the one it sleeps until.
-        self._changed, self._alarm = curio.Event(), curio.Event()
-        self._woken, self._sleeping_until = False, 0.0  # the latter: the timer task's deadline
+        self._changed, self._alarm = SchedBarrier(), SchedBarrier()
 
     def _wake(self) -> None:
         """The driver's wake hook (``_reading`` calls it too): pulse on the next ``_notify``."""
@@ -157,20 +175,17 @@ class _Curio:
     async def _notify(self) -> None:
         if self._woken:
             self._woken = False
-            await self._changed.set()  # wakes every waiting task; cleared for the next wait
-            self._changed.clear()
+            await _pulse(self._changed)
 
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (value := take()) is None:
-            await self._changed.wait()
+            await self._changed.suspend()
         await self._notify()  # taking from the inbox may resume a paused reader
         return value
 
     async def _within(self, timeout: float | None, awaitable: Awaitable[T]) -> T:
-        if timeout is None:
-            return await awaitable
         try:
-            return cast(T, await curio.timeout_after(max(timeout, 0.0), awaitable))
+            return cast(T, await curio.timeout_after(timeout and max(timeout, 0.0), awaitable))
         except curio.TaskTimeout:
             raise TimeoutError(f"nothing happened within {timeout:g}s") from None
 
@@ -181,7 +196,7 @@ class _Curio:
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
             await self._drive()
             while self._io.writing_paused and (t := self._transport) and not t.closing:
-                await t.progress.wait()
+                await t.kick.suspend()
 
     async def _feed(self, t: _Transport, data: bytes | BaseException) -> None:
         """Bytes read from ``t`` go to the core; EOF (``b""``) or an error to ``_lost``.
@@ -196,21 +211,20 @@ class _Curio:
             await self._drive()
 
     async def _drive(self) -> None:
-        """After any input: ``_step`` (actions, events), kick the writer, wake, re-arm the timer."""
+        """After any input: ``_step`` (actions, events), write, wake, re-arm the timer."""
         await self._step()
         if self._transport is not None:
-            await self._transport.kick.set()
+            await self._transport.flush()
         await self._notify()
         if (deadline := self._io.next_deadline()) is not None and deadline < self._sleeping_until:
-            await self._alarm.set()
+            await _pulse(self._alarm)
 
     async def _tick(self) -> None:
         """The timer task: sleep until the next deadline (or an earlier one), then fire."""
         while True:
-            self._alarm.clear()
-            deadline = self._io.next_deadline()
-            until = self._sleeping_until = monotonic() + IDLE if deadline is None else deadline
-            await curio.ignore_after(max(until - monotonic(), 0.0), self._alarm.wait())
+            # (a deadline is a monotonic time, never 0)
+            until = self._sleeping_until = self._io.next_deadline() or monotonic() + IDLE
+            await curio.ignore_after(max(until - monotonic(), 0.0), self._alarm.suspend())
             if (deadline := self._io.next_deadline()) is not None and monotonic() >= deadline:
                 self._io.handle_timer(monotonic())
                 await self._drive()
@@ -225,8 +239,7 @@ class Client(_Curio, AsyncClient):
     def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
         self._user = InOrder()  # async handlers run in order on one runner task
         super().__init__(core, run=self._user)
-        self._ssl, self._proxy = ssl, proxy
-        self._transport = None
+        self._ssl, self._proxy, self._transport = ssl, proxy, None
         self._last: _Transport | None = None  # the transport dropped last (close waits for it)
         self._runner = self._timer = cast(Any, None)  # the tasks running async handlers, timer
 
