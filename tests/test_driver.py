@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from typing import Any
 
 import pytest
@@ -297,17 +298,26 @@ def test_clients_mask_with_pooled_secrets_keys_each_used_once(
 ) -> None:
     draws: list[int] = []
 
-    def counting_token_bytes(n: int) -> bytes:  # stands in for the OS's CSPRNG
+    def numbered_token_bytes(n: int) -> bytes:  # stands in for the OS's CSPRNG
+        """Draw d: 4-byte pieces numbered (d, 0), (d, 1), ... so every piece is traceable."""
         draws.append(n)
-        return bytes((len(draws) + i) % 256 for i in range(n))
+        return b"".join(struct.pack(">HH", len(draws), k) for k in range(n // 4)) + bytes(n % 4)
+
+    def piece(draw: int, k: int) -> bytes:
+        return struct.pack(">HH", draw, k)
 
     monkeypatch.setattr(_common, "_KEYS", [])
-    monkeypatch.setattr(_common.secrets, "token_bytes", counting_token_bytes)
+    monkeypatch.setattr(_common.secrets, "token_bytes", numbered_token_bytes)
     keys = [_common.mask_keys(4) for _ in range(1025)]
     assert draws == [4096, 4096]  # one draw serves 1,024 keys, the next draw the 1,025th
-    pool = bytes((1 + i) % 256 for i in range(4096))
-    assert sorted(keys[:1024]) == sorted(pool[i : i + 4] for i in range(0, 4096, 4))
-    assert _common.mask_keys(16) == bytes((3 + i) % 256 for i in range(16))  # other sizes: direct
+    assert sorted(keys[:1024]) == [piece(1, k) for k in range(1024)]  # each once
+    assert keys[1024] == piece(2, 0)
+    nonce = _common.mask_keys(16)  # a handshake nonce: four more pieces of the second draw
+    assert draws == [4096, 4096]
+    assert {nonce[i : i + 4] for i in (0, 4, 8, 12)} == {
+        piece(2, k) for k in (1020, 1021, 1022, 1023)
+    }
+    assert _common.mask_keys(6) == piece(3, 0) + bytes(2)  # other sizes: a draw of their own
     assert build_core("ws://h/", {})._mask_source is _common.mask_keys
     own = build_core("ws://h/", {"mask_source": bytes})._mask_source
     assert own is bytes  # a given mask_source still wins
