@@ -30,11 +30,9 @@ from ._driver import Handler, InOrder, Opening, build_core, log, server_config
 
 __all__ = ["Client", "Server", "ServerWebSocket", "connect", "serve"]
 
-READ_SIZE = 256 * 1024
-#: Seconds a dropped transport may take to write its last bytes before it is cut.
-CLOSE_GRACE = 5.0
-#: Seconds the timer task sleeps when the core has no deadline (an earlier one wakes it).
-IDLE = 3600.0
+#: Bytes per read; seconds a dropped transport may take to write its last bytes before it is
+#: cut; seconds the timer task sleeps when the core has no deadline (an earlier one wakes it).
+READ_SIZE, CLOSE_GRACE, IDLE = 256 * 1024, 5.0, 3600.0
 _SSL = _ssl.SSLContext | None
 
 
@@ -57,7 +55,7 @@ class _Transport:
         self.owner, self.generation = owner, generation
         self.sock = self.reader = self.writer = cast(Any, None)  # the socket, then its tasks
         # bytes taken from the core but not yet sent (the writer's), bytes read ahead (CONNECT)
-        self.backlog, self.rest, self.closing = b"", b"", False
+        self.backlog, self.rest, self.closing, self.sent = b"", b"", False, -1
         # pulsed when the writer has work (or the transport closes) and when the core drained
         self.kick, self.done = SchedBarrier(), curio.Event()
 
@@ -100,8 +98,9 @@ class _Transport:
                 data, self.rest = self.rest or await self.sock.recv(READ_SIZE), b""
             except OSError as exc:
                 data = exc
-            async with curio.disable_cancellation():  # closing never cuts event delivery
-                await self.owner._feed(self, data)  # b"" is EOF
+            reader.allow_cancel = False  # closing never cuts event delivery (curio's flag)
+            await self.owner._feed(self, data)  # b"" is EOF
+            reader.allow_cancel = True  # a cancellation meanwhile comes at the next wait
             if not isinstance(data, bytes) or not data:
                 break
             if reader.cycles == cycles:  # read without waiting: let the application take it first
@@ -113,16 +112,18 @@ class _Transport:
         if self.writer is None or self.backlog or self.closing:
             return
         self.backlog = data = self.owner._io.data_to_send()
-        with contextlib.suppress(OSError):  # would block (TLS: wants to read or write), or failed
-            self.backlog = data[self.sock._socket.send(data) :] if data else b""
-        if self.backlog:  # what the socket did not take is the writer's
+        if data and self.sent != (ran := self.reader.cycles + self.writer.cycles):
+            self.sent = ran  # the first write since this transport's tasks last ran goes now
+            with contextlib.suppress(OSError):  # would block (TLS: wants to read or write), failed
+                self.backlog = data[self.sock._socket.send(data) :]
+        if self.backlog:  # the rest of a burst (one write), what the socket did not take
             await _pulse(self.kick)
 
     async def _write_loop(self) -> None:
         try:
             while not self.closing or self.backlog:
-                if not self.backlog and not self.closing:  # only the current one drains the core
-                    self.backlog = self.owner._io.data_to_send()
+                if not self.closing:  # only the current one drains the core
+                    self.backlog += self.owner._io.data_to_send()
                     await _pulse(self.kick)  # the core drained: senders may go on
                 if data := self.backlog:
                     await self.sock.sendall(data)
