@@ -558,3 +558,115 @@ def test_a_silent_tls_client_is_dropped_at_the_handshake_deadline(pki: TestPKI) 
                 await curio.sleep(0.01)
 
     run(main)
+
+
+class _CountingSocket:
+    """Stands in for a curio socket's raw socket: records what each ``send`` wrote."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        self.raw = raw
+        self.writes: list[bytes] = []
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        sent = self.raw.send(data, flags)
+        self.writes.append(bytes(data[:sent]))
+        return sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def _count_writes(transport: Any) -> list[bytes]:
+    """Every write to ``transport``'s socket from now on: direct (``flush``) or the writer's."""
+    counting = _CountingSocket(transport.sock._socket)
+    transport.sock._socket, transport.sock._socket_send = counting, counting.send
+    return counting.writes
+
+
+def test_a_burst_of_sends_is_two_writes_and_a_send_after_input_is_written_at_once() -> None:
+    """The first send since the transport's tasks last ran goes out from the sending task; the
+    rest of the burst waits for the writer task, which sends it in one write."""
+
+    async def main() -> None:
+        async with (
+            zc.serve("127.0.0.1", 0, echo) as server,
+            zc.connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            await client.send_text("warm-up")
+            assert await client.recv(timeout=5) == "warm-up"
+            assert client._transport is not None
+            writes = _count_writes(client._transport)
+            for i in range(100):
+                await client.send_text(f"m{i}")
+            assert len(writes) == 1  # the first one, before the task yielded
+            assert [await client.recv(timeout=5) for _ in range(100)] == [
+                f"m{i}" for i in range(100)
+            ]
+            assert len(writes) == 2  # the other 99: one write by the writer task
+            await client.send_text("after input")
+            assert len(writes) == 3  # written before send_text returned, no task switch
+            assert await client.recv(timeout=5) == "after input"
+
+    run(main)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_large_and_small_messages_in_a_burst_keep_their_order(tls: bool, pki: TestPKI) -> None:
+    """Writes the socket takes only in part (TCP, or TLS wanting to write) finish on the writer
+    task, and what the core produces meanwhile goes out after them, in order."""
+    big = ConnectionConfig(max_message_size=None, write_high_water=64 * 1024)
+    messages = [bytes([i]) * (3 * 1024 * 1024 if i % 3 == 0 else 10) for i in range(9)]
+
+    async def main() -> None:
+        server_ssl = pki.server_context() if tls else None
+        client_ssl = pki.client_context() if tls else None
+        async with (
+            zc.serve("127.0.0.1", 0, echo, ssl=server_ssl, connection=big) as server,
+            zc.connect(
+                server.url, ssl=client_ssl, connection=big, reconnect=NO_RECONNECT
+            ) as client,
+        ):
+            assert client._transport is not None
+            writes = _count_writes(client._transport)
+            for message in messages:
+                await client.send_bytes(message)
+            assert [await client.recv(timeout=10) for _ in messages] == messages
+            assert len(writes) > len(messages) // 3  # partial writes happened
+
+    run(main, timeout=30)
+
+
+def test_a_sender_waiting_for_the_writer_is_released_when_the_transport_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Backpressure waits end with the transport (not after the close grace period)."""
+    monkeypatch.setattr(zc, "CLOSE_GRACE", 60.0)
+    size = 256 * 1024
+
+    async def main() -> None:
+        release = curio.Event()
+
+        async def lazy(ws: zc.ServerWebSocket) -> None:
+            await release.wait()
+            async for _message in ws:
+                pass
+
+        async with zc.serve("127.0.0.1", 0, lazy) as server:
+            client = await zc.connect(server.url, reconnect=NO_RECONNECT)
+            stop = False
+
+            async def produce() -> None:
+                while not stop:
+                    await client.send_bytes(b"x" * size)
+
+            producer = await curio.spawn(produce)
+            while not client._core.writing_paused:  # the server stopped reading
+                await curio.sleep(0.01)
+            stop = True
+            assert not producer.terminated  # its send waits for the writer
+            closer = await curio.spawn(client.close)
+            await curio.timeout_after(10, producer.join())  # released long before 60 s
+            await release.set()  # the server reads again: the writer drains, close completes
+            await curio.timeout_after(10, closer.join())
+
+    run(main, timeout=40)
