@@ -1,12 +1,13 @@
 """zenws on curio: native curio sockets and TLS driving the sans-IO core.
 
-The module moves bytes (a reader and a writer task per socket), sleeps until the core's
-next deadline (one timer task per client or server connection) and runs user code.  The
-public API comes from ``_api.py`` over three hooks (``_submit``, ``_until``, ``_within``);
-event dispatch, waiters, the inbox and the server's 1000/1011/1001 duties from ``_driver.py``;
-reconnects, heartbeats, queueing, routing and timeouts from ``zenws_core``.  Waiters are
-``Pending`` slots, and one ``curio.Event`` per client or connection is pulsed after each
-change.  ``now`` is ``time.monotonic()``, the clock curio's kernel sleeps on.
+The module moves bytes (a reader task per socket; the driving task writes, a writer task
+takes what the socket does not), sleeps until the core's next deadline (one timer task per
+client or server connection) and runs user code.  The public API comes from ``_api.py`` over
+three hooks (``_submit``, ``_until``, ``_within``); event dispatch, waiters, the inbox and the
+server's 1000/1011/1001 duties from ``_driver.py``; reconnects, heartbeats, queueing, routing
+and timeouts from ``zenws_core``.  Waiters are ``Pending`` slots; tasks wait on curio
+``SchedBarrier``s, pulsed after a change (no kernel trap when nobody waits).  ``now`` is
+``time.monotonic()``, the clock curio's kernel sleeps on.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ async def _pulse(waiting: SchedBarrier) -> None:
 
 
 class _Transport:
-    """One socket: a reader task feeding the owner, a writer task for what it cannot send at once.
+    """One socket: a reader task feeding the owner, a writer task for what cannot go at once.
 
     Curio lets one task wait to read and one to write per socket, hence two tasks.  After each
-    drive ``flush`` sends the core's bytes straight away when the socket takes them all (no
-    task switch); the rest, and whatever the core holds meanwhile, is the writer's.  Bytes stay
-    in the core (counted by its ``writing_paused``) until the writer is free to take them.
+    drive ``flush`` sends the core's bytes from the driving task (no task switch) when it is the
+    first write since the transport's tasks last ran; the rest of a burst, and what the socket
+    does not take, is the writer's, in one write.  Bytes stay in the core (counted by its
+    ``writing_paused``) until the writer is free to take them.
     """
 
     def __init__(self, owner: Client | ServerWebSocket, generation: int = 0) -> None:
@@ -108,7 +110,8 @@ class _Transport:
         await self.shut()  # nothing more will be read
 
     async def flush(self) -> None:
-        """After a drive: send the core's bytes now if the writer is idle; the rest is its."""
+        """After a drive: the core's bytes go now (first write since the tasks ran), or to the
+        writer (a burst, or the socket's buffer is full); nothing while the writer is busy."""
         if self.writer is None or self.backlog or self.closing:
             return
         self.backlog = data = self.owner._io.data_to_send()
@@ -120,6 +123,7 @@ class _Transport:
             await _pulse(self.kick)
 
     async def _write_loop(self) -> None:
+        """The writer task: ``backlog`` plus what the core holds, in one ``sendall``; the end."""
         try:
             while not self.closing or self.backlog:
                 if not self.closing:  # only the current one drains the core
