@@ -26,6 +26,7 @@ from zenws_adapters.anyio import INBOX_LIMIT, ServerWebSocket, connect, serve
 from zenws_core import (
     ClientEvent,
     Connected,
+    ConnectionConfig,
     Disconnected,
     Envelope,
     FailureKind,
@@ -423,5 +424,125 @@ def test_wildcard_bind_url_reads_as_loopback(backend: str) -> None:
             async with connect(server.url) as client:
                 await client.send_text("via wildcard")
                 assert await client.recv(timeout=10) == "via wildcard"
+
+    run(backend, main)
+
+
+def _count_writes(ws: Any) -> list[bytes]:
+    """Record every ``send`` on the stream of ``ws`` (a client or a server connection)."""
+    stream = ws._stream
+    assert stream is not None
+    writes: list[bytes] = []
+    send = stream.send
+
+    async def counting_send(data: bytes) -> None:
+        writes.append(bytes(data))
+        await send(data)
+
+    stream.send = counting_send
+    return writes
+
+
+def test_a_burst_of_sends_is_written_in_a_few_writes_and_in_order(backend: str) -> None:
+    """The first send since the last input is written at once, the rest of the burst together."""
+
+    async def main() -> None:
+        async with serve("127.0.0.1", 0, echo) as server:
+            client = await connect(server.url, reconnect=NO_RECONNECT)
+            writes = _count_writes(client)
+            for i in range(100):
+                await client.send_text(str(i))
+            replies = [await client.recv(timeout=10) for _ in range(100)]
+            assert replies == [str(i) for i in range(100)]
+            assert len(writes) == 2  # the first send, then the other 99 in one write
+            await client.send_text("alone")  # after input arrived: written at once again
+            assert len(writes) == 3
+            assert await client.recv(timeout=10) == "alone"
+            await client.close()
+
+    run(backend, main)
+
+
+def test_a_handler_burst_is_written_together_after_input(backend: str) -> None:
+    """Server side: each message in is answered with 50; they go out in two writes."""
+    logs: list[list[bytes]] = []
+
+    async def fan_out(ws: ServerWebSocket) -> None:
+        message = await ws.recv()
+        writes = _count_writes(ws)  # from here on: the handshake's answer is out
+        logs.append(writes)
+        while message != "end":
+            assert isinstance(message, str)
+            for i in range(50):
+                await ws.send(f"{message}{i}")
+            writes.append(b"--")  # the burst's sends returned: what was written until now
+            message = await ws.recv()
+
+    async def main() -> None:
+        async with (
+            serve("127.0.0.1", 0, fan_out) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+            for name in "ab":
+                await client.send_text(name)
+                got = [await client.recv(timeout=10) for _ in range(50)]
+                assert got == [f"{name}{i}" for i in range(50)]
+            # per burst: its first message at once, the other 49 in one write after it
+            assert [write == b"--" for write in logs[0]] == [False, True, False] * 2
+            await client.send_text("end")
+
+    run(backend, main)
+
+
+def test_a_sender_waits_while_the_peer_is_behind_and_order_holds(backend: str) -> None:
+    """A peer that stops reading holds the sender back: in its write, or beyond the core's
+    high-water mark until the writer drained it; no byte is lost or reordered."""
+    high_water, size, total = 64 * 1024, 16 * 1024, 1000  # 16 MiB: more than buffers hold
+
+    async def main() -> None:
+        release = anyio.Event()
+        received: list[bytes] = []
+        sockets: list[ServerWebSocket] = []
+
+        async def lazy(ws: ServerWebSocket) -> None:
+            sockets.append(ws)
+            await release.wait()
+            async for message in ws:
+                if message == "end":
+                    await ws.send(str(len(received)))
+                    return
+                assert isinstance(message, bytes)
+                received.append(message)
+
+        config = ConnectionConfig(write_high_water=high_water)
+        async with serve("127.0.0.1", 0, lazy) as server:
+            client = await connect(server.url, reconnect=NO_RECONNECT, connection=config)
+            sent: list[int] = []
+            most_pending = 0
+
+            async def produce() -> None:
+                nonlocal most_pending
+                for n in range(total):
+                    await client.send_bytes(bytes([n % 256]) * size)
+                    sent.append(n)
+                    conn = client._core.connection
+                    assert conn is not None
+                    most_pending = max(most_pending, conn.pending_bytes)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                with anyio.fail_after(10):
+                    while not (sockets and sockets[0]._reading_paused):  # the server stops
+                        await anyio.sleep(0.01)
+                    while not (client._core.writing_paused or client._write_lock.locked()):
+                        await anyio.sleep(0.01)  # the sender waits (a write, or the core)
+                assert len(sent) < total
+                assert most_pending <= high_water + size + 64  # at most one message over the mark
+                release.set()  # the server reads again: the producer goes on to the end
+            await client.send_text("end")
+            assert await client.recv(timeout=10) == str(total)
+            assert [m[0] for m in received] == [n % 256 for n in range(total)]
+            assert all(len(m) == size for m in received)
+            await client.close()
 
     run(backend, main)

@@ -4,9 +4,13 @@ One background task per client or server connection moves bytes between an anyio
 stream and the core, sleeps until the core's next deadline (``CancelScope(deadline=...)``)
 and calls user code.  The public API is ``_api``'s; event dispatch, waiters and the inbox
 are ``_driver``'s; reconnects, heartbeats, queueing, routing and timeouts the core's.
-Writers send through ``await stream.send(...)`` under one lock, so a slow peer slows the
-sender down (backpressure).  No ``ExceptionGroup`` leaves the adapter: the background tasks
-log user handler errors and turn transport errors into core news.
+Writes go through ``await stream.send(...)`` under one lock, whose holder drains all the
+core has: the first send since the last input writes at once (a reply keeps its latency),
+later sends of the same burst go out together, written by the lock holder or by a flusher
+task; a sender waits while the core is above its high-water mark (backpressure).  The read
+loop never writes: it would block when the peer stops reading, blind to that peer's close.
+No ``ExceptionGroup`` leaves the adapter: the background tasks log user handler errors and
+turn transport errors into core news.
 
 The core's clock is ``time.monotonic``, not ``anyio.current_time``: on asyncio with uvloop
 that is the loop's cached millisecond clock, too coarse for round trips; deadlines are
@@ -42,7 +46,7 @@ _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSErr
 _background: set[Any] = set()  # the asyncio tasks of ``_spawn``
 
 
-def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> object:
+def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Start a client's or server's background task, which ``close``/``shutdown`` ends.
 
     A Trio system task (in the caller's context) or an asyncio task: ``await connect()``
@@ -51,11 +55,10 @@ def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> object:
     if sniffio.current_async_library() == "trio":
         import trio
 
-        return trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
-    task = asyncio.get_running_loop().create_task(run())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
+        trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
+    else:
+        _background.add(task := asyncio.get_running_loop().create_task(run()))
+        task.add_done_callback(_background.discard)
 
 
 class _Driven:
@@ -70,20 +73,23 @@ class _Driven:
     _dispatch_events: Callable[[], bool]
     _ended: Callable[[], bool]  # the loop ends: the transport is done with
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
+    # a send wrote since the last input; a flusher task runs; a task waits on _changed; a poke
+    _sent = _flushing = _waiting = _poked = False
+    _broken: BaseException | None = None  # a write error, for the loop to report
+    _wait_scope: anyio.CancelScope | None = None  # the loop's wait, until _wait_deadline
+    _wait_deadline = math.inf
+    _tg: anyio.abc.TaskGroup | None = None  # the client's or connection's, while it runs
 
     def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None):
         super().__init__(machine)  # type: ignore[call-arg]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
-        self._broken: BaseException | None = None  # a write error, for the loop to report
-        self._write_lock, self._changed = anyio.Lock(), anyio.Event()
-        self._wait_scope: anyio.CancelScope | None = None  # the loop's wait, until _wait_deadline
-        self._wait_deadline, self._poked = math.inf, False
+        self._write_lock, self._changed = anyio.Lock(fast_acquire=True), anyio.Event()
         self._actions: list[Any] = []  # the client core's transport actions, in order
-        self._tg: anyio.abc.TaskGroup | None = None
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._waiting:  # else nobody looks: no new event
+            self._changed.set()
+            self._changed, self._waiting = anyio.Event(), False
 
     def _poke(self, paused: bool = False) -> None:
         self._poked = True
@@ -94,6 +100,7 @@ class _Driven:
 
     async def _until(self, take: Callable[[], T | None]) -> T:
         while (result := take()) is None:
+            self._waiting = True
             await self._changed.wait()
         return result
 
@@ -102,38 +109,63 @@ class _Driven:
             return await awaitable
 
     async def _submit(self, call: Callable[[float], T], ready: bool = False) -> T:
-        """Run ``call`` on the core once the writer keeps up (``ready``: at once); write."""
-        await self._until(lambda: True if ready or not self._machine.writing_paused else None)
+        """Run ``call`` on the core once the writer keeps up (``ready``: at once); write.
+
+        The first send since the last input (or flush) writes at once; later ones of the same
+        burst go out together, written by the lock holder or by a flusher task.
+        """
+        if not ready and self._machine.writing_paused:  # backpressure: the writer is behind
+            await self._until(lambda: None if self._machine.writing_paused else True)
         try:
             result = call(_now())
         finally:  # QueueFull and ClientClosedError come with a MessageDropped event
-            self._after_call()
-        await self._flush()
+            self._after_call(flush=self._sent)  # a later send of a burst: with the rest
+        if not self._sent:  # the first send since the last input (or flush): written at once
+            self._sent = True
+            await self._flush()
         return result
 
-    def _after_call(self) -> None:
-        """Collect actions and dispatch events after any core call; poke the loop if needed."""
+    def _after_call(self, flush: bool = False) -> None:
+        """Collect actions and dispatch events after any core call; poke the loop if needed.
+
+        ``flush`` (the loop's calls): what the core answered is written by a flusher task.
+        """
         if isinstance(self._machine, ReconnectingClient):
             self._actions.extend(self._machine.actions())
         self._dispatch_events()
         deadline = self._machine.next_deadline()
         if self._actions or self._ended() or (deadline or math.inf) < self._wait_deadline:
             self._poke()
+        if flush:
+            self._flush_soon()
 
-    async def _flush(self, *, wait: bool = True) -> None:
-        """Write what the core produced; the lock holder drains everything, in order."""
-        if not wait and self._write_lock.locked():
-            return  # the holder picks our bytes up after its current send
+    def _flush_soon(self) -> None:
+        """Have what the live connection holds written by a task of its own, unless a writer
+        is at work (the lock holder drains everything after its current send).  Never the
+        read loop's own job: it would block in ``send`` when the peer stops reading, blind to
+        its close."""
+        machine, tg = self._machine, self._tg
+        conn = machine.conn if isinstance(machine, ServerSession) else machine.connection
+        if tg and conn and conn.pending_bytes and not (self._flushing or self._write_lock.locked()):
+            self._flushing = True
+            tg.start_soon(self._flush, True)
+
+    async def _flush(self, later: bool = False) -> None:
+        """Write what the core produced; the lock holder drains everything, in order.
+
+        ``later``: the flusher task of ``_flush_soon`` (cancelled only with the connection).
+        """
         async with self._write_lock:
             while (stream := self._stream) is not None and (data := self._machine.data_to_send()):
                 self._wake()  # senders waiting on writing_paused may go on
                 try:
                     await stream.send(data)
                 except _TRANSPORT_ERRORS as exc:
-                    if stream is self._stream:
-                        self._broken = exc
-                        self._poke()
-                    return
+                    self._broken = exc if stream is self._stream else self._broken  # else: dropped
+                    self._poke()
+                    break
+        if later:  # the burst is written: the next send writes at once again
+            self._flushing = self._sent = False
 
     async def _drop_stream(self, *, graceful: bool) -> None:
         """Close the stream; ``graceful``: once what is left for it is written (close_timeout)."""
@@ -147,41 +179,42 @@ class _Driven:
         self._machine.data_to_send()  # bytes for the stream just closed: nowhere to go
 
     async def _drive(self) -> None:
-        """Read into the core and call its timer at its deadline until ``_ended()``."""
-        machine = self._machine
+        """Read into the core and call its timer at its deadline until ``_ended()``.
+
+        One cancel scope, its deadline the core's next one, spans the reads until a poke
+        (new actions, an earlier deadline, the end, a read pause, a write error).
+        """
         while True:
-            self._after_call()
-            self._poked = False  # the loop looks at everything a poke is about again now
-            await self._flush(wait=False)
+            self._after_call(flush=True)
+            # the loop looks at everything a poke is about again now; a write error at once
+            self._poked = self._broken is not None
             if self._ended():
                 return
             if self._actions:
                 await self._perform(self._actions.pop(0))
                 continue
-            deadline, stream, result = machine.next_deadline(), self._stream, None
-            self._wait_deadline = math.inf if deadline is None else deadline
-            soon = self._poked or self._broken is not None  # then look again at once
-            wake_at = -math.inf if soon else anyio.current_time() + (self._wait_deadline - _now())
+            stream, error = self._stream, self._broken
+            self._wait_deadline = deadline = self._machine.next_deadline() or math.inf
+            wake_at = anyio.current_time() + (deadline - _now())
             with anyio.CancelScope(deadline=wake_at) as self._wait_scope:
                 try:  # nothing to read while the inbox is full (paused) or between transports
-                    idle = stream is None or self._reading_paused
-                    result = await (anyio.sleep_forever() if idle else stream.receive())
+                    if (stream is None or self._reading_paused) and not self._poked:
+                        await anyio.sleep_forever()
+                    while stream is not None and not self._poked:
+                        self._machine.receive_data(await stream.receive(), _now())
+                        self._sent = False  # the next send writes at once (a reply's latency)
+                        self._after_call(flush=True)
                 except (anyio.EndOfStream, _ssl.SSLError, *_TRANSPORT_ERRORS) as exc:
-                    result = exc
-            self._wait_scope, self._wait_deadline = None, math.inf
-            if self._broken is not None:
-                result, self._broken = self._broken, None
-            now = _now()
-            if isinstance(result, bytes):
-                machine.receive_data(result, now)
-            elif result is not None:  # EOF or a transport error: this stream is over
-                if isinstance(result, anyio.EndOfStream) or isinstance(machine, ServerSession):
-                    machine.receive_eof(now)
+                    error = exc
+            error, self._broken, now = self._broken or error, None, _now()
+            if error is not None:  # EOF or a transport error: this stream is over
+                if isinstance(error, anyio.EndOfStream) or isinstance(self._machine, ServerSession):
+                    self._machine.receive_eof(now)
                 else:
-                    machine.connection_lost(str(result) or type(result).__name__, now)
+                    self._machine.connection_lost(str(error) or type(error).__name__, now)
                 await self._drop_stream(graceful=True)  # what is left for it (server: a close)
-            if deadline is not None and now >= deadline:
-                machine.handle_timer(now)
+            if now >= deadline:
+                self._machine.handle_timer(now)
 
 
 # =========================================================================== client
@@ -192,9 +225,9 @@ class Client(_Driven, AsyncClient):
 
     def __init__(self, core: ReconnectingClient[Handler], ssl: _SSL, proxy: str | None) -> None:
         super().__init__(core, None, core.config.connection.close_timeout)
-        self._ssl, self._proxy = ssl, proxy
+        self._ssl, self._proxy, self._generation, self._closing = ssl, proxy, 0, False
         self._run_scope, self._connect_scope = anyio.CancelScope(), anyio.CancelScope()
-        self._generation, self._closing, self._done = 0, False, anyio.Event()
+        self._done = anyio.Event()
         _spawn(self._run)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -211,8 +244,7 @@ class Client(_Driven, AsyncClient):
 
     def _run_user(self, handler: Handler, argument: Any) -> None:
         """The driver's ``run`` hook: an async handler runs as a task of the client."""
-        result = call_user(handler, argument)
-        if result is not None and self._tg is not None:
+        if (result := call_user(handler, argument)) is not None and self._tg is not None:
             self._tg.start_soon(_driver.run_logged, result)
 
     async def _run(self) -> None:
@@ -226,6 +258,7 @@ class Client(_Driven, AsyncClient):
         except Exception:
             log.exception("zenws client driver failed")
         finally:
+            self._tg = None
             await self._drop_stream(graceful=False)
             self._end()  # nothing is left to settle open, request and ping waiters
             self._done.set()
@@ -243,16 +276,14 @@ class Client(_Driven, AsyncClient):
     async def _open(self, action: OpenTransport) -> None:
         """Connect for the core (``connection_made``/``connection_failed``); ``close`` cancels."""
         self._generation = action.generation
-        with anyio.CancelScope() as self._connect_scope:
-            if self._closing:
-                self._connect_scope.cancel()
+        at = -math.inf if self._closing else math.inf  # cancelled at once when close() came first
+        with anyio.CancelScope(deadline=at) as self._connect_scope:
             try:
                 with anyio.fail_after(action.timeout):
                     leftover = await self._connect(action)
             except Exception as exc:
                 await self._drop_stream(graceful=False)
-                root = root_cause(exc)
-                kinds = classify_os_error(root)
+                kinds = classify_os_error(root := root_cause(exc))
                 self._core.connection_failed(str(root) or type(root).__name__, _now(), **kinds)
                 return
         if self._core.state is not ClientState.CONNECTING:  # closed (or cancelled) meanwhile
@@ -277,10 +308,9 @@ class Client(_Driven, AsyncClient):
         if action.tls is not None:
             if leftover:
                 raise ConnectionError("proxy sent data before the TLS handshake")
-            hostname = action.server_hostname
-            self._ssl = context = self._ssl or client_ssl_context(action.tls)
+            self._ssl = ctx = self._ssl or client_ssl_context(action.tls)
             self._stream = await TLSStream.wrap(
-                stream, hostname=hostname, ssl_context=context, standard_compatible=False
+                stream, hostname=action.server_hostname, ssl_context=ctx, standard_compatible=False
             )
         return leftover
 
@@ -331,6 +361,7 @@ class ServerWebSocket(_Driven, AsyncSession):
             log.exception("zenws connection failed")
         finally:  # also when shutdown() cancels a connection that outlived its deadline
             self._server._sockets.discard(self)
+            self._tg = None
             await self._drop_stream(graceful=False)
 
     def _ended(self) -> bool:
@@ -348,15 +379,13 @@ class Server(AsyncServer):
 
     def __init__(self, handler: Handler, config: ServerConfig, listener: Any, ssl: _SSL) -> None:
         super().__init__(config, clock=_now, secure=ssl is not None)
-        self.handler = handler
+        self.handler, self._done = handler, anyio.Event()
         self.host, self.port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
         if ssl is not None:
             limit = config.connection.handshake_timeout or math.inf
             listener = TLSListener(listener, ssl, False, handshake_timeout=limit)
-        self._listener = listener
-        self._sockets: set[ServerWebSocket] = set()
+        self._listener, self._sockets = listener, set[ServerWebSocket]()
         self._accepting, self._connections = anyio.CancelScope(), anyio.CancelScope()
-        self._done = anyio.Event()
         _spawn(self._run)
 
     async def serve_forever(self) -> None:
@@ -366,10 +395,10 @@ class Server(AsyncServer):
         """Close every connection with 1001, wait up to the timeout, then drop the rest."""
         try:
             self._accepting.cancel()
-            limit = self._begin_shutdown(self._sockets, timeout)
-            for ws in self._sockets:
-                ws._poke()
-            with anyio.move_on_after(limit):  # the connections end, or are cancelled
+            # 1001 to every connection; they end, or are cancelled after the timeout
+            with anyio.move_on_after(self._begin_shutdown(self._sockets, timeout)):
+                for ws in self._sockets:
+                    ws._poke()
                 await self._done.wait()
         finally:  # also when cancelled: nothing of the server outlives its shutdown
             self._connections.cancel()
