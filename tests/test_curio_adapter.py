@@ -11,7 +11,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import curio
 import pytest
@@ -670,3 +670,60 @@ def test_a_sender_waiting_for_the_writer_is_released_when_the_transport_closes(
             await curio.timeout_after(10, closer.join())
 
     run(main, timeout=40)
+
+
+def test_the_application_runs_between_two_chunks_even_when_the_second_is_read_at_once() -> None:
+    """A chunk that is there at once is processed only after the application had a turn since
+    the last one (a message, then a protocol violation in the next read: strict peers answer
+    the message first); a read that waited gave it that turn already."""
+    log: list[object] = []
+
+    async def main() -> None:
+        first_read, first_data, message = curio.Event(), curio.Event(), curio.Event()
+
+        class Sock:
+            reads = [b"message", b"violation", b""]
+
+            def setsockopt(self, *args: Any) -> None:
+                pass
+
+            async def recv(self, size: int) -> bytes:
+                if len(self.reads) == 3:  # the first read waits for data
+                    await first_read.set()
+                    await first_data.wait()
+                return self.reads.pop(0)  # the others find it there at once
+
+            async def sendall(self, data: bytes) -> None:
+                pass
+
+            async def close(self) -> None:
+                pass
+
+        class Owner:
+            _reading_paused = False
+            _io = type("Core", (), {"data_to_send": staticmethod(lambda: b"")})()
+
+            async def _until(self, take: Callable[[], Any]) -> Any:
+                return take()
+
+            async def _feed(self, t: Any, data: bytes) -> None:
+                log.append(data)
+                if data == b"message":
+                    await message.set()
+
+        async def application() -> None:
+            await message.wait()
+            log.append("answered")
+
+        answering = await curio.spawn(application)
+        t = zc._Transport(cast(Any, Owner()))
+        t.sock = Sock()
+        t.reader = await curio.spawn(t.run)
+        await first_read.wait()  # the reader waits in its first read
+        await first_data.set()
+        await t.reader.join()
+        await answering.join()
+        await t.done.wait()
+
+    run(main)
+    assert log == [b"message", "answered", b"violation", b""]

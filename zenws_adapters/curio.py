@@ -93,20 +93,20 @@ class _Transport:
             self.sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         self.writer, reader = await curio.spawn(self._write_loop, daemon=True), self.reader
         while not self.closing:
+            cycles = reader.cycles  # how often curio has resumed this task, after the last chunk
             # backpressure: wait while the inbox is full
             await self.owner._until(lambda: self.closing or not self.owner._reading_paused or None)
-            cycles = reader.cycles  # how often curio has resumed this task
             try:
                 data, self.rest = self.rest or await self.sock.recv(READ_SIZE), b""
             except OSError as exc:
                 data = exc
             reader.allow_cancel = False  # closing never cuts event delivery (curio's flag)
+            if reader.cycles == cycles:  # no wait since the last chunk: the application goes first
+                await curio.sleep(0)  # (a read that waited let it run already: no extra switch)
             await self.owner._feed(self, data)  # b"" is EOF
             reader.allow_cancel = True  # a cancellation meanwhile comes at the next wait
             if not isinstance(data, bytes) or not data:
                 break
-            if reader.cycles == cycles:  # read without waiting: let the application take it first
-                await curio.sleep(0)
         await self.shut()  # nothing more will be read
 
     async def flush(self) -> None:
