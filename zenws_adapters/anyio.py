@@ -76,7 +76,7 @@ class _Driven:
     # a send wrote since the last input; a flusher task runs; a task waits on _changed; a poke
     _sent = _flushing = _waiting = _poked = False
     _broken: BaseException | None = None  # a write error, for the loop to report
-    _wait_scope: anyio.CancelScope | None = None  # the loop's wait, until _wait_deadline
+    _wait_scope: anyio.CancelScope | None = None  # the loop's (latest) wait, to _wait_deadline
     _wait_deadline = math.inf
     _tg: anyio.abc.TaskGroup | None = None  # the client's or connection's, while it runs
 
@@ -128,7 +128,8 @@ class _Driven:
     def _after_call(self, flush: bool = False) -> None:
         """Collect actions and dispatch events after any core call; poke the loop if needed.
 
-        ``flush`` (the loop's calls): what the core answered is written by a flusher task.
+        ``flush`` (the loop's calls, a later send of a burst): what the core holds is written
+        by a flusher task.
         """
         if isinstance(self._machine, ReconnectingClient):
             self._actions.extend(self._machine.actions())
