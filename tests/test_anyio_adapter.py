@@ -546,3 +546,29 @@ def test_a_sender_waits_while_the_peer_is_behind_and_order_holds(backend: str) -
             await client.close()
 
     run(backend, main)
+
+
+def test_concurrent_senders_keep_each_ones_order(backend: str) -> None:
+    """Tasks sending at once, some while a write is in flight: nothing lost, each in order."""
+
+    async def main() -> None:
+        async with (
+            serve("127.0.0.1", 0, echo) as server,
+            connect(server.url, reconnect=NO_RECONNECT) as client,
+        ):
+
+            async def sender(name: int) -> None:
+                for i in range(200):
+                    await client.send_text(f"{name}:{i}")
+                    if i % 7 == name % 7:
+                        await anyio.sleep(0)  # let the others (and the flusher) run
+
+            async with anyio.create_task_group() as tg:
+                for name in range(10):
+                    tg.start_soon(sender, name)
+            got = [await client.recv(timeout=10) for _ in range(2000)]
+            for name in range(10):
+                mine = [m for m in got if isinstance(m, str) and m.startswith(f"{name}:")]
+                assert mine == [f"{name}:{i}" for i in range(200)]
+
+    run(backend, main)
