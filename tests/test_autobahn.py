@@ -98,7 +98,7 @@ def test_zenws_asyncio_client_passes_autobahn_quick(autobahn: Path, tmp_path: Pa
 #: A valid message, then a protocol violation in the same TCP segment: strict peers answer
 #: the message before they fail the connection.  Each adapter orders this differently
 #: (tasks, threads, timers), so the other adapters run these cases in both roles.  (curio's
-#: reader task now yields to the application whenever messages wait, which case 3.4 needs.)
+#: reader task lets the application run between two chunks it reads, which case 3.4 needs.)
 ORDERING_CASES = "3.2,3.3,3.4,4.1.3,4.1.4,4.1.5,4.2.3,4.2.4,4.2.5,5.15,6.4.3,6.4.4"
 
 
