@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.certs import TestPKI
 from tests.support.proxy import HttpProxy
+from zenws_adapters import asyncio as zenws_asyncio
 from zenws_adapters.asyncio import (
     Client,
     ClientClosedError,
@@ -473,6 +475,49 @@ def test_connect_timeout_cancels_a_connect_stuck_in_the_proxy_exchange() -> None
 
 
 # ------------------------------------------------------------------ uvloop
+
+
+def test_reads_go_through_one_buffer_per_thread() -> None:
+    """Two loops in two threads echo messages larger than the read buffer at once.
+
+    Reads land in the thread's buffer (``BufferedProtocol``, no 256 KiB allocation per
+    read on the standard loop) and are copied out before the next read: every echo comes
+    back intact, and each thread has a buffer of its own.
+    """
+    sizes = [1, 125, 70_000, 300_000, 1_000_000, 32, 262_144, 262_145]
+    big = ConnectionConfig(max_message_size=2**21)
+    buffers: dict[str, int] = {}
+    failures: list[BaseException] = []
+
+    async def session(name: str) -> None:
+        async with (
+            await serve("127.0.0.1", 0, echo, connection=big) as server,
+            connect(server.url, connection=big) as client,
+        ):
+            for round_ in range(3):
+                payloads = [bytes([(n + round_) % 251]) * n for n in sizes]
+                for payload in payloads:  # all in flight at once: reads hold several
+                    await client.send_bytes(payload)
+                for payload in payloads:
+                    assert await client.recv(timeout=20) == payload
+        buffers[name] = id(zenws_asyncio._READ_BUFFER.view.obj)
+
+    def thread_main(name: str) -> None:
+        try:
+            asyncio.run(asyncio.wait_for(session(name), 60))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=thread_main, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert failures == []
+    assert issubclass(ServerWebSocket, asyncio.BufferedProtocol)  # the server's protocol
+    assert issubclass(zenws_asyncio._Protocol, asyncio.BufferedProtocol)  # a client transport's
+    assert len(buffers) == 2
+    assert buffers["a"] != buffers["b"]
 
 
 def test_echo_under_uvloop() -> None:

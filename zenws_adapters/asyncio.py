@@ -10,6 +10,7 @@ queueing and timeouts the core's.  ``run(main)`` runs a coroutine on uvloop when
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from ssl import SSLContext
@@ -32,7 +33,32 @@ WSHandler = Callable[["ServerWebSocket"], Awaitable[None]]
 Core = ReconnectingClient[Handler]
 
 
-class _Conn(asyncio.Protocol):
+class _ReadBuffer(threading.local):
+    """One receive buffer per thread: a loop reads one transport at a time."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(256 * 1024))
+
+
+_READ_BUFFER = _ReadBuffer()
+
+
+class _Reads(asyncio.Protocol, asyncio.BufferedProtocol):
+    """Reads land in the thread's buffer and are copied out at their size.
+
+    Without it the standard loop allocates 256 KiB per read and shrinks it: an mmap, an
+    mremap, a munmap and fresh pages to fault in, on every read (asyncio checks for
+    ``BufferedProtocol`` first, so ``data_received`` is only called from here).
+    """
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_BUFFER.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_READ_BUFFER.view[:nbytes].tobytes())
+
+
+class _Conn(_Reads):
     """The transport half shared by the client and a server connection: its asyncio protocol.
 
     ``_sans`` is the sans-IO object (``ReconnectingClient`` or ``ServerSession``).  After
@@ -50,8 +76,7 @@ class _Conn(asyncio.Protocol):
     _driving_soon = False  # a drive is scheduled (call_soon)
 
     def __init__(self, sans: Core | ServerSession) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._sans = sans
+        self._loop, self._sans = asyncio.get_running_loop(), sans
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -144,23 +169,11 @@ class _Conn(asyncio.Protocol):
             self._driving_soon = True
             self._loop.call_soon(self._drive)
 
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message nothing else consumed; ``TimeoutError`` after ``timeout``.
-
-        ``ConnectionClosed`` once closed for good.  ``_until`` inlined (the hot path): a
-        waiting message is returned at once, without a future or another coroutine.
-        """
-        if timeout is not None:
-            return await self._within(timeout, self.recv())
-        while (message := self._take()) is None:
-            await self._changed()
-        return message
-
 
 # =========================================================================== client
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(_Reads):
     """One transport of a client: its callbacks reach the client while it is the current one.
 
     Late callbacks of a transport the client has dropped are ignored.  Over a proxy it first
@@ -213,10 +226,9 @@ class Client(_Conn, AsyncClient):
 
     def __init__(self, core: Core, ssl: SSLContext | None, proxy: str | None) -> None:
         super().__init__(core)
-        self._ssl, self._proxy = ssl, proxy
+        self._ssl, self._proxy, self._in_order = ssl, proxy, InOrder()
         self._protocol: _Protocol | None = None  # the current transport's
         self._opening: asyncio.Task[None] | None = None  # the current connect
-        self._in_order = InOrder()
         self._runner: asyncio.Task[None] | None = None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -287,8 +299,7 @@ class Client(_Conn, AsyncClient):
         if self._reading_paused:  # the inbox is still full from the last connection
             self._reading(True)
         self._core.connection_made(monotonic())
-        if rest:
-            self._core.receive_data(rest, monotonic())
+        self._core.receive_data(rest, monotonic())  # after a tunnel: what followed its answer
         self._drive()
 
     def _run_user(self, handler: Handler, argument: Any) -> None:
@@ -375,8 +386,7 @@ class Server(AsyncServer):
 
     def __init__(self, handler: WSHandler, config: ServerConfig, ssl: SSLContext | None) -> None:
         super().__init__(config, clock=monotonic, secure=ssl is not None)
-        self._handler = handler
-        self.ssl = ssl
+        self._handler, self.ssl = handler, ssl
         self._connections: set[ServerWebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Server | None = None
