@@ -76,3 +76,45 @@ def test_over_the_limit_in_pieces_still_closes_1009(chunk: int) -> None:
     closed = [e for e in events if isinstance(e, Closed)]
     assert [e.code for e in closed] == [1009]
     assert not any(isinstance(e, MessageReceived) for e in events)
+
+
+def _feed_through_one_buffer(
+    receiver: ClientConnection | ServerConnection, wire: bytes, chunk: int
+) -> None:
+    """Feed ``wire`` as views of one reused buffer, scribbled over after every call."""
+    buffer = bytearray(chunk)
+    for start in range(0, len(wire), chunk):
+        piece = wire[start : start + chunk]
+        buffer[: len(piece)] = piece
+        with memoryview(buffer) as view:
+            receiver.receive_data(view[: len(piece)], 0.0)
+        buffer[:] = b"\xee" * chunk  # what a transport does with its buffer next
+
+
+@pytest.mark.parametrize("chunk", [3, 4096, 65536, 262144])
+def test_views_of_a_reused_read_buffer_are_copied_in_both_roles(chunk: int) -> None:
+    """The asyncio adapter reads into one buffer per thread and passes views of it."""
+    config = ConnectionConfig(max_message_size=2**21, fragment_size=None)
+    client = ClientConnection(
+        "ws://example.test/", config=config, mask_source=random.Random(2).randbytes, now=0.0
+    )
+    server = ServerConnection(config=config, now=0.0)
+    _feed_through_one_buffer(server, client.data_to_send(), chunk)  # the handshake too
+    assert [type(e) for e in server.events()] == [RequestReceived]
+    server.accept(now=0.0)
+    server.events()
+    _feed_through_one_buffer(client, server.data_to_send(), chunk)
+    client.events()
+    sizes = [10, 70_000, 1_000_000, 200_000, 125]  # small, 16-bit, whole-frame and pieces paths
+    messages: list[str | bytes] = [bytes([n % 251]) * n for n in sizes]
+    messages.append("text é")
+    for message in messages:
+        for sender in (client, server):
+            if isinstance(message, str):
+                sender.send_text(message)
+            else:
+                sender.send_bytes(message)
+    _feed_through_one_buffer(server, client.data_to_send(), chunk)
+    _feed_through_one_buffer(client, server.data_to_send(), chunk)
+    assert server.events() == [MessageReceived(m) for m in messages]
+    assert client.events() == [MessageReceived(m) for m in messages]

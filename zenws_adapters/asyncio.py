@@ -44,7 +44,7 @@ _READ_BUFFER = _ReadBuffer()
 
 
 class _Reads(asyncio.Protocol, asyncio.BufferedProtocol):
-    """Reads land in the thread's buffer and are copied out at their size.
+    """Reads land in the thread's buffer; the core copies what it keeps of them.
 
     Without it the standard loop allocates 256 KiB per read and shrinks it: an mmap, an
     mremap, a munmap and fresh pages to fault in, on every read (asyncio checks for
@@ -55,7 +55,7 @@ class _Reads(asyncio.Protocol, asyncio.BufferedProtocol):
         return _READ_BUFFER.view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_READ_BUFFER.view[:nbytes].tobytes())
+        self.data_received(_READ_BUFFER.view[:nbytes])  # type: ignore[arg-type]  # a view
 
 
 class _Conn(_Reads):
@@ -84,7 +84,7 @@ class _Conn(_Reads):
         self._waiters: list[asyncio.Future[None]] = []
         super().__init__(sans)  # type: ignore[call-arg]  # the driver's, next in the MRO
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         self._sans.receive_data(data, monotonic())
         self._drive()
 
@@ -186,13 +186,13 @@ class _Protocol(_Reads):
         self.client = client
         self.tunnel: ConnectTunnel | None = None
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.tunnel is None:
             if self.client._protocol is self:
                 self.client.data_received(data)
             return
         try:
-            if (rest := self.tunnel.receive(data)) is None:
+            if (rest := self.tunnel.receive(bytes(data))) is None:
                 return
             self.tunnelled.set_result(rest)
         except ProxyError as exc:

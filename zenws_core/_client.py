@@ -757,7 +757,8 @@ class ReconnectingClient(Generic[H]):
         self._conn.receive_eof(now)
         self._pump(now, transport_gone=True)
 
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Feed bytes read from the transport (kept as a copy: a read buffer may be reused)."""
         conn = self._conn
         if conn is None:
             return

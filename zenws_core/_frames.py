@@ -99,10 +99,10 @@ class _FrameDecoder(FrameDecoder):
         self.pieces_above = 64 * 1024
         self.collecting = False
 
-    def receive_bytes(self, data: bytes) -> None:
-        """Append bytes read from the transport (kept aside while ``collecting``)."""
+    def receive_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes read from the transport (kept aside, as bytes, while ``collecting``)."""
         if self.collecting:
-            self.pieces.append(data)
+            self.pieces.append(bytes(data))  # a copy only when given a view or a bytearray
             self.pieces_size += len(data)
         else:
             self.buffer.buffer += data
@@ -302,8 +302,8 @@ class Framer(FrameProtocol):
         #: The bytes received and not yet parsed (the decoder's bytearray, fed in place).
         self.inbox: bytearray = decoder.buffer.buffer
 
-    def receive_bytes(self, data: bytes) -> None:
-        """Append bytes read from the transport to the receive buffer."""
+    def receive_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes read from the transport to the receive buffer (copied)."""
         self.decoder.receive_bytes(data)
 
     @property

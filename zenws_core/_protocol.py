@@ -325,8 +325,12 @@ class _Connection:
 
     # ------------------------------------------------------------------ inputs
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Feed bytes read from the transport.  Never raises because of their content."""
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Feed bytes read from the transport.  Never raises because of their content.
+
+        What is kept is copied, so ``data`` may be a view of a buffer the caller reuses
+        once this returns (the asyncio adapter reads into one buffer per thread).
+        """
         if not data or self._should_close or self._deferred is not None:
             return
         self._wire_in += len(data)

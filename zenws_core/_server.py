@@ -178,7 +178,8 @@ class ServerSession:
 
     # ------------------------------------------------------------------ I/O in
 
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Feed bytes read from the transport (kept as a copy: a read buffer may be reused)."""
         if self._counted_open:
             self.heartbeat.activity(now)
         self.conn.receive_data(data, now)
