@@ -25,7 +25,7 @@ import math
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from time import monotonic as _now  # the core's clock: see the module docstring
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import sniffio
@@ -36,7 +36,7 @@ from zenws_core import ClientState, OpenTransport, ReconnectingClient, ServerCon
 from . import _driver
 from ._api import AsyncClient, AsyncServer, AsyncSession, T
 from ._common import ConnectTunnel, classify_os_error, client_ssl_context, proxy_for, root_cause
-from ._driver import INBOX_LIMIT, Handler, Opening, build_core, call_user, log
+from ._driver import INBOX_LIMIT, Handler, Opening, _Inbox, build_core, call_user, log
 
 __all__ = ["INBOX_LIMIT", "Client", "Server", "ServerWebSocket", "connect", "serve"]
 
@@ -61,7 +61,7 @@ def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task.add_done_callback(_background.discard)
 
 
-class _Driven:
+class _Driven(_Inbox):
     """The ``_api`` hooks and the one read/timer loop that clients and server connections share.
 
     Waiters are the driver's ``Pending`` slots: ``wake()`` (after every dispatch) pulses
@@ -69,7 +69,6 @@ class _Driven:
     interrupts the loop's wait (new actions, an earlier deadline, inbox space, a write error).
     """
 
-    _reading_paused: bool
     _dispatch_events: Callable[[], bool]
     _ended: Callable[[], bool]  # the loop ends: the transport is done with
     _perform: Callable[[Any], Awaitable[None]]  # the client core's transport actions
@@ -81,7 +80,7 @@ class _Driven:
     _tg: anyio.abc.TaskGroup | None = None  # the client's or connection's, while it runs
 
     def __init__(self, machine: _Machine, stream: Any, close_timeout: float | None):
-        super().__init__(machine)  # type: ignore[call-arg]  # the driver's, next in the MRO
+        super().__init__(machine)  # type: ignore[call-arg, arg-type]  # the driver's, next in the MRO
         self._machine, self._stream, self._close_timeout = machine, stream, close_timeout
         self._write_lock, self._changed = anyio.Lock(fast_acquire=True), anyio.Event()
         self._actions: list[Any] = []  # the client core's transport actions, in order
@@ -183,7 +182,10 @@ class _Driven:
         """Read into the core and call its timer at its deadline until ``_ended()``.
 
         One cancel scope, its deadline the core's next one, spans the reads until a poke
-        (new actions, an earlier deadline, the end, a read pause, a write error).
+        (new actions, an earlier deadline, the end, a read pause, a write error).  While
+        messages wait in the inbox, the tasks that read them get two scheduler rounds before
+        more input is fed (Trio runs a round's tasks in either order): an application answers
+        a message before a protocol error that followed it closes the connection.
         """
         while True:
             self._after_call(flush=True)
@@ -202,6 +204,8 @@ class _Driven:
                     if (stream is None or self._reading_paused) and not self._poked:
                         await anyio.sleep_forever()
                     while stream is not None and not self._poked:
+                        for _ in range(2 if self._inbox else 0):  # messages wait: readers first
+                            await anyio.lowlevel.checkpoint()  # (Trio runs a round in any order)
                         self._machine.receive_data(await stream.receive(), _now())
                         self._sent = False  # the next send writes at once (a reply's latency)
                         self._after_call(flush=True)
@@ -291,8 +295,7 @@ class Client(_Driven, AsyncClient):
             await self._drop_stream(graceful=False)
         else:
             self._core.connection_made(_now())
-            if leftover:
-                self._core.receive_data(leftover, _now())
+            self._core.receive_data(leftover, _now())  # after a proxy: what followed its answer
 
     async def _connect(self, action: OpenTransport) -> bytes:
         """TCP (through an HTTP CONNECT proxy if one applies), then TLS for ``wss://``.
@@ -369,8 +372,7 @@ class ServerWebSocket(_Driven, AsyncSession):
         return self._session.should_close_transport
 
     def _opened(self) -> None:
-        assert self._tg is not None
-        self._tg.start_soon(self._run_handler, self._server.handler)
+        cast(anyio.abc.TaskGroup, self._tg).start_soon(self._run_handler, self._server.handler)
 
 
 class Server(AsyncServer):
