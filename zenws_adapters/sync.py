@@ -103,11 +103,13 @@ class _Channel(_Inbox):
     def _step(self, limit: float | None) -> None:
         """Wait (at most ``limit``) for bytes, a wake-up or the next deadline; feed the core."""
         with self._lock:
-            now = monotonic()
+            now, had_out = monotonic(), bool(self._out)
             self._process(now)
             sock, deadline = self._sock, self._conn.next_deadline()
             due = None if deadline is None else max(0.0, deadline - now)
             wait = min((w for w in (limit, due) if w is not None), default=None)
+            if had_out and not self._out:  # all written just now: the caller looks again first
+                wait = 0.0  # (a sender waiting for its bytes to go out would wait for nothing)
             selector = _Selector()
             if self._wake_r.fileno() >= 0:  # closed once the client is closed for good
                 with contextlib.suppress(OSError):  # wake-ups before now are seen already
@@ -198,9 +200,7 @@ class _Channel(_Inbox):
 class Client(_Channel, SyncClient):
     """A reconnecting WebSocket client over blocking sockets (see ``connect``)."""
 
-    def __init__(
-        self, core: _ClientCore, *, ssl: SSLContext | None = None, proxy: str | None = None
-    ) -> None:
+    def __init__(self, core: _ClientCore, ssl: SSLContext | None, proxy: str | None) -> None:
         super().__init__(core, threading.RLock())
         self._ssl, self._proxy, self._ended = ssl, proxy, core.connection_lost
 
