@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from time import monotonic
 from typing import Any
 
 import pytest
@@ -28,12 +29,14 @@ from zenws_core import (
     Disconnected,
     Envelope,
     GaveUp,
+    HeartbeatConfig,
     ReconnectConfig,
     decode_envelope,
     encode_envelope,
 )
 
 NO_RECONNECT = ReconnectConfig(enabled=False)
+QUIET = HeartbeatConfig(interval=None)
 
 
 def echo(ws: sync.ServerWebSocket) -> None:
@@ -194,6 +197,34 @@ def test_server_stops_reading_when_the_handler_does_not_consume() -> None:
     assert got == [bytes([i % 256]) * size for i in range(count)]
     per_read = 256 * 1024 // size
     assert max(peak) <= sync.INBOX_LIMIT + per_read
+
+
+def test_a_step_whose_write_empties_the_output_does_not_then_wait() -> None:
+    """A sender waiting for its bytes to go out is not put to sleep once they went.
+
+    Its step writes them first; it must not then wait in ``select`` for input that may never
+    come (here: none, no heartbeat), while the peer waits for those very bytes.
+    """
+    release = threading.Event()
+
+    def server(ws: sync.ServerWebSocket) -> None:
+        ws.recv(10)
+        release.wait(10)  # silent: nothing for the client to read
+
+    with sync.serve("127.0.0.1", 0, server) as srv:
+        client = sync.connect(srv.url, reconnect=NO_RECONNECT, heartbeat=QUIET)
+        with client._lock:  # bytes ready in the client's output, not yet written
+            client._core.send_text("x", now=monotonic())
+            client._out += client._core.data_to_send()
+        stepper = threading.Thread(target=client._step, args=(None,))
+        stepper.start()
+        stepper.join(5)
+        stalled = stepper.is_alive()
+        release.set()
+        client.close()  # wakes a stalled step up
+        stepper.join(5)
+    assert not stalled
+    assert not client._out
 
 
 def test_shutdown_closes_1001_even_when_the_handler_is_busy() -> None:
